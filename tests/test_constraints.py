@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from vmat_monai.constraints import (
+    CONSTRAINT_LAYOUT,
+    N_CONSTRAINTS,
+    SOURCE_DEFAULT,
+    SOURCE_PLAN,
+    ConstraintVector,
+)
+
+
+def test_default_vector_is_the_design_table():
+    expected = [1.0, 0.8, 0.0, 0.50, 0.35, 0.20, 75 / 70, 0.50, 0.35, 0.25, 0.10, 195 / 500, 45 / 70]
+    v = ConstraintVector.defaults()
+    assert N_CONSTRAINTS == 13
+    np.testing.assert_allclose(v.vector, expected, rtol=1e-6)
+    assert v.sources == [SOURCE_DEFAULT] * 13
+    assert [s.index for s in CONSTRAINT_LAYOUT] == list(range(13))
+
+
+def test_goals_override_with_sources_and_round_trip():
+    v = ConstraintVector.from_goals({"rectum_V70": 0.1, "bowel_V45cc": 250.0, "rectum_Dmax": 73.5})
+    assert v.vector[5] == pytest.approx(0.1)
+    assert v.vector[11] == pytest.approx(0.5)
+    assert v.vector[6] == pytest.approx(73.5 / 70)
+    assert v.sources[5] == SOURCE_PLAN and v.sources[4] == SOURCE_DEFAULT
+    again = ConstraintVector.from_dict(v.to_dict())
+    np.testing.assert_allclose(again.natural, v.natural)
+    assert again.sources == v.sources
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(KeyError, match="unknown constraint"):
+        ConstraintVector.from_goals({"rectum_V99": 0.1})
+    with pytest.raises(ValueError, match="finite"):
+        ConstraintVector.from_goals({"rectum_V70": float("nan")})

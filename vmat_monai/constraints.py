@@ -1,0 +1,187 @@
+"""The 13-value constraint vector: layout, defaults, units and the source of each value.
+
+The layout is that of the original research code, kept for compatibility. Every entry has a
+key (used on the command line: ``rectum_V70=0.10``), a natural value in clinical units
+(Gy, volume fraction or cc) and a vector value = natural / scale, where the scale is the
+primary prescription (70 Gy) for doses, 500 cc for the bowel volume and 1 for fractions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CONSTRAINT_LAYOUT",
+    "N_CONSTRAINTS",
+    "RX_GY",
+    "SOURCE_DEFAULT",
+    "SOURCE_OVERRIDE",
+    "SOURCE_PLAN",
+    "ConstraintSpec",
+    "ConstraintVector",
+]
+
+RX_GY = 70.0
+"""Primary prescription used to scale doses in the vector, Gy."""
+BOWEL_CC_SCALE = 500.0
+SOURCE_DEFAULT = "protocol_default"
+SOURCE_PLAN = "plan"
+SOURCE_OVERRIDE = "user_override"
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """One entry of the constraint vector.
+
+    Args:
+        index: position in the vector.
+        key: name used in files and on the command line.
+        kind: ``"target"`` (prescribed dose if present, else 0), ``"vx"`` (max volume fraction
+            receiving ``dose_gy``), ``"vx_cc"`` (max volume in cc receiving ``dose_gy``) or
+            ``"dmax"`` (max dose in Gy).
+        structure: canonical structure the goal applies to (``"Femur"`` means both heads).
+        dose_gy: dose level of a ``vx``/``vx_cc`` goal, or the prescription of a target, Gy.
+        default_natural: protocol default in natural units (Gy, fraction or cc).
+        unit: natural unit: ``"Gy"``, ``"fraction"`` or ``"cc"``.
+    """
+
+    index: int
+    key: str
+    kind: str
+    structure: str
+    dose_gy: float | None
+    default_natural: float
+    unit: str
+
+    @property
+    def scale(self) -> float:
+        """Divide the natural value by this to get the vector value."""
+        if self.unit == "Gy":
+            return RX_GY
+        if self.unit == "cc":
+            return BOWEL_CC_SCALE
+        return 1.0
+
+    @property
+    def default(self) -> float:
+        """Protocol default as a vector value."""
+        return self.default_natural / self.scale
+
+    def describe(self) -> str:
+        """Human-readable goal, e.g. ``Rectum V50Gy <= 50 %``."""
+        if self.kind == "target":
+            return f"{self.structure} present: {self.dose_gy:g} Gy / Rx"
+        if self.kind == "dmax":
+            return f"{self.structure} Dmax <= {self.default_natural:g} Gy"
+        if self.kind == "vx_cc":
+            return f"{self.structure} V{self.dose_gy:g}Gy <= {self.default_natural:g} cc"
+        return f"{self.structure} V{self.dose_gy:g}Gy <= {100 * self.default_natural:g} %"
+
+
+CONSTRAINT_LAYOUT: tuple[ConstraintSpec, ...] = (
+    ConstraintSpec(0, "ptv70", "target", "PTV70", 70.0, 70.0, "Gy"),
+    ConstraintSpec(1, "ptv56", "target", "PTV56", 56.0, 56.0, "Gy"),
+    ConstraintSpec(2, "ptv50_4", "target", "PTV50.4", 50.4, 0.0, "Gy"),
+    ConstraintSpec(3, "rectum_V50", "vx", "Rectum", 50.0, 0.50, "fraction"),
+    ConstraintSpec(4, "rectum_V60", "vx", "Rectum", 60.0, 0.35, "fraction"),
+    ConstraintSpec(5, "rectum_V70", "vx", "Rectum", 70.0, 0.20, "fraction"),
+    ConstraintSpec(6, "rectum_Dmax", "dmax", "Rectum", None, 75.0, "Gy"),
+    ConstraintSpec(7, "bladder_V65", "vx", "Bladder", 65.0, 0.50, "fraction"),
+    ConstraintSpec(8, "bladder_V70", "vx", "Bladder", 70.0, 0.35, "fraction"),
+    ConstraintSpec(9, "bladder_V75", "vx", "Bladder", 75.0, 0.25, "fraction"),
+    ConstraintSpec(10, "femur_V50", "vx", "Femur", 50.0, 0.10, "fraction"),
+    ConstraintSpec(11, "bowel_V45cc", "vx_cc", "Bowel", 45.0, 195.0, "cc"),
+    ConstraintSpec(12, "cord_Dmax", "dmax", "SpinalCord", None, 45.0, "Gy"),
+)
+N_CONSTRAINTS = len(CONSTRAINT_LAYOUT)
+_BY_KEY = {s.key: s for s in CONSTRAINT_LAYOUT}
+
+
+def spec(key: str) -> ConstraintSpec:
+    """Look up an entry by key (case-insensitive)."""
+    for k, s in _BY_KEY.items():
+        if k.lower() == key.lower():
+            return s
+    raise KeyError(f"unknown constraint {key!r}; known keys: {', '.join(_BY_KEY)}")
+
+
+@dataclass
+class ConstraintVector:
+    """A constraint vector with the source of each value.
+
+    Args:
+        natural: natural values (Gy, fraction, cc) in layout order.
+        sources: where each value came from (``plan``, ``protocol_default``, ``user_override``).
+    """
+
+    natural: np.ndarray
+    sources: list[str]
+
+    def __post_init__(self) -> None:
+        self.natural = np.asarray(self.natural, dtype=np.float64).reshape(-1)
+        if self.natural.shape != (N_CONSTRAINTS,) or len(self.sources) != N_CONSTRAINTS:
+            raise ValueError(f"a constraint vector has {N_CONSTRAINTS} values")
+        if not np.all(np.isfinite(self.natural)) or np.any(self.natural < 0):
+            raise ValueError(f"constraint values must be finite and >= 0: {self.natural}")
+
+    @classmethod
+    def defaults(cls) -> ConstraintVector:
+        """The protocol defaults."""
+        return cls(np.array([s.default_natural for s in CONSTRAINT_LAYOUT]), [SOURCE_DEFAULT] * N_CONSTRAINTS)
+
+    @classmethod
+    def from_goals(cls, goals: Mapping[str, float], source: str = SOURCE_PLAN) -> ConstraintVector:
+        """Defaults overridden by ``goals`` (key -> natural value), each marked with ``source``."""
+        vec = cls.defaults()
+        return vec.with_values(goals, source)
+
+    def with_values(self, values: Mapping[str, float], source: str = SOURCE_OVERRIDE) -> ConstraintVector:
+        """A copy with some entries replaced (key -> natural value)."""
+        natural, sources = self.natural.copy(), list(self.sources)
+        for key, value in values.items():
+            s = spec(key)
+            natural[s.index] = float(value)
+            sources[s.index] = source
+        return ConstraintVector(natural, sources)
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The 13 network values (natural / scale), float32."""
+        scales = np.array([s.scale for s in CONSTRAINT_LAYOUT])
+        return (self.natural / scales).astype(np.float32)
+
+    def as_goals(self) -> dict[str, float]:
+        """Key -> natural value."""
+        return {s.key: float(self.natural[s.index]) for s in CONSTRAINT_LAYOUT}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: vector, natural values with units, and sources."""
+        return {
+            "vector": [float(v) for v in self.vector],
+            "entries": [
+                {
+                    "index": s.index,
+                    "key": s.key,
+                    "natural": float(self.natural[s.index]),
+                    "unit": s.unit,
+                    "source": self.sources[s.index],
+                }
+                for s in CONSTRAINT_LAYOUT
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ConstraintVector:
+        """Inverse of :meth:`to_dict`."""
+        entries: Sequence[Mapping[str, Any]] = d["entries"]
+        natural = np.zeros(N_CONSTRAINTS)
+        sources = [SOURCE_DEFAULT] * N_CONSTRAINTS
+        for e in entries:
+            s = spec(e["key"])
+            natural[s.index] = float(e["natural"])
+            sources[s.index] = str(e["source"])
+        return cls(natural, sources)

@@ -1,0 +1,436 @@
+"""Synthetic prostate SIB VMAT cohort written as DICOM-RT (CT, RTSTRUCT, RTPLAN, RTDOSE).
+
+One patient folder per case::
+
+    OUT/SYN0001/CT/CT.0001.dcm ...    axial CT series (HU via RescaleIntercept)
+    OUT/SYN0001/RS.SYN0001.dcm         RTSTRUCT (real-world names, helper structures)
+    OUT/SYN0001/RP.SYN0001.dcm         RTPLAN (70/56 Gy in 28 fx, goals, two arcs)
+    OUT/SYN0001/RD.SYN0001.dcm         RTDOSE (Gy, own 2.5 mm grid, DoseGridScaling)
+    OUT/SYN0001/synth_case.json        sidecar: anatomy, goals, names, achieved dose metrics
+    OUT/cohort.json                    manifest: settings and one summary per case
+
+A case folder appears under its final name only when complete (written in a temporary
+folder, then renamed), so an interrupted run never leaves a case that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from vmat_monai.constraints import ConstraintVector
+from vmat_monai.data.synthetic.anatomy import Phantom, helper_masks, rasterise, sample_pelvis
+from vmat_monai.data.synthetic.dose_model import ArcModel, compute_plan_dose, hu_to_density
+from vmat_monai.data.synthetic.naming import draw_names
+from vmat_monai.dicom.common import StudyInfo, uid_from
+from vmat_monai.dicom.ct import write_ct_series
+from vmat_monai.dicom.rtdose import write_rtdose
+from vmat_monai.dicom.rtplan import PlanGoal, PlanTarget, write_rtplan
+from vmat_monai.dicom.rtstruct import write_rtstruct
+from vmat_monai.geometry import Grid
+from vmat_monai.structures import PROSTATE_SIB
+
+__all__ = ["CohortSettings", "generate_case", "generate_cohort", "sample_goals"]
+
+MANIFEST = "cohort.json"
+SIDECAR = "synth_case.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """Image sizes of a cohort (identical for every case).
+
+    Args:
+        matrix: CT rows = columns.
+        fov_mm: CT field of view, mm.
+        slice_mm: CT slice spacing and thickness, mm.
+        n_slices: number of CT slices (centred on z = 0).
+        dose_mm: dose grid spacing, mm (isotropic).
+        n_angles: gantry angles of the dose model.
+    """
+
+    matrix: int = 256
+    fov_mm: float = 500.0
+    slice_mm: float = 3.0
+    n_slices: int = 80
+    dose_mm: float = 2.5
+    n_angles: int = 36
+
+    @classmethod
+    def full_size(cls) -> CohortSettings:
+        """Clinical size: 512×512 at 0.98 mm, 96 slices of 2.5 mm."""
+        return cls(matrix=512, slice_mm=2.5, n_slices=96)
+
+    @classmethod
+    def tiny(cls) -> CohortSettings:
+        """Small cases for tests: 128×128 at 3.1 mm, 56 slices of 3 mm, 3 mm dose grid."""
+        return cls(matrix=128, fov_mm=400.0, n_slices=56, dose_mm=3.0, n_angles=24)
+
+    def ct_grid(self) -> Grid:
+        """The CT grid (LPS mm)."""
+        sp = self.fov_mm / self.matrix
+        z0 = -(self.n_slices - 1) * self.slice_mm / 2
+        return Grid(
+            (-self.fov_mm / 2 + sp / 2, -self.fov_mm / 2 + sp / 2, z0),
+            (sp, sp, self.slice_mm),
+            (self.n_slices, self.matrix, self.matrix),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_goals(rng: np.random.Generator) -> dict[str, float]:
+    """Per-case clinical goals (natural units) that vary across the cohort.
+
+    A strictness in [0, 1] per organ moves all of its goals together, so the dose model sees
+    consistent tight or loose goal sets.
+    """
+    sr, sb = (float(v) for v in rng.uniform(0, 1, size=2))
+    return {
+        "rectum_V50": round(0.60 - 0.25 * sr, 3),
+        "rectum_V60": round(0.42 - 0.20 * sr, 3),
+        "rectum_V70": round(0.25 - 0.13 * sr, 3),
+        "rectum_Dmax": round(76.0 - 3.0 * sr, 2),
+        "bladder_V65": round(0.55 - 0.20 * sb, 3),
+        "bladder_V70": round(0.40 - 0.15 * sb, 3),
+        "bladder_V75": round(0.30 - 0.12 * sb, 3),
+        "femur_V50": round(float(rng.uniform(0.05, 0.15)), 3),
+        "bowel_V45cc": round(float(rng.uniform(120.0, 250.0)), 1),
+    }
+
+
+def _dose_grid(masks_ct: dict[str, np.ndarray], ct: Grid, rng: np.random.Generator, sp: float) -> Grid:
+    """A dose grid of spacing ``sp`` covering the body, offset from the CT grid as planning systems do."""
+    body = masks_ct["BODY"]
+    zi, yi, xi = (np.nonzero(body.any(axis=a))[0] for a in ((1, 2), (0, 2), (0, 1)))
+    lo = np.array([ct.xs[xi[0]], ct.ys[yi[0]], ct.zs[zi[0]]]) - 5.0
+    hi = np.array([ct.xs[xi[-1]], ct.ys[yi[-1]], ct.zs[zi[-1]]]) + 5.0
+    lo[2], hi[2] = ct.zs[0] + 3.0, ct.zs[-1] - 3.0
+    origin = lo + np.array([rng.uniform(0, sp), rng.uniform(0, sp), rng.uniform(0, sp)])
+    shape = np.floor((hi - origin) / sp).astype(int) + 1
+    return Grid(tuple(float(v) for v in origin), (sp, sp, sp), (int(shape[2]), int(shape[1]), int(shape[0])))
+
+
+def _sample_on(dose: np.ndarray, dgrid: Grid, ct: Grid, mask: np.ndarray) -> np.ndarray:
+    """Dose (trilinear) at the CT voxel centres of ``mask``."""
+    idx = np.argwhere(mask)
+    pts = np.stack([ct.xs[idx[:, 2]], ct.ys[idx[:, 1]], ct.zs[idx[:, 0]]], axis=-1)
+    return ndimage.map_coordinates(dose, dgrid.world_to_index(pts).T, order=1, mode="nearest")
+
+
+def _metrics(d: dict[str, np.ndarray], voxel_cc: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if "PTV70" in d:
+        out.update(
+            PTV70_D95=np.percentile(d["PTV70"], 5), PTV70_D2=np.percentile(d["PTV70"], 98), PTV70_Dmax=d["PTV70"].max()
+        )
+    if "PTV56" in d:
+        out["PTV56_D95"] = np.percentile(d["PTV56"], 5)
+    for organ in ("Rectum", "Bladder"):
+        if organ in d:
+            out[f"{organ}_Dmean"] = d[organ].mean()
+            for x in (50, 60, 65, 70, 75):
+                out[f"{organ}_V{x}"] = float((d[organ] >= x).mean())
+    for f in ("Femur_L", "Femur_R"):
+        if f in d:
+            out[f"{f}_V50"] = float((d[f] >= 50).mean())
+    if "Bowel" in d:
+        out["Bowel_V45cc"] = float((d["Bowel"] >= 45).sum() * voxel_cc)
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def generate_case(
+    index: int,
+    seed: int,
+    out_dir: str | Path,
+    settings: CohortSettings = CohortSettings(),
+    goals: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Generate case ``index`` of the cohort with ``seed`` and write it under ``out_dir``.
+
+    Args:
+        index: case number (1-based); with ``seed`` it fixes everything about the case.
+        seed: cohort seed.
+        out_dir: cohort folder; the case goes to ``out_dir/SYN{index:04d}``.
+        settings: image size settings.
+        goals: override the drawn clinical goals (natural units), e.g. for what-if studies.
+
+    Returns:
+        The case summary (also in the sidecar JSON).
+    """
+    t0 = time.perf_counter()
+    case_id = f"SYN{index:04d}"
+    rng = np.random.default_rng([seed, index])
+    params = sample_pelvis(rng)
+    drawn = sample_goals(rng)
+    if goals:
+        drawn.update(goals)
+    missing = [s for s, p in (("Bowel", 0.15), ("Femur_L", 0.06), ("Femur_R", 0.06)) if rng.random() < p]
+    present = ["BODY", *PROSTATE_SIB.channels, "SeminalVesicles"]
+    present = [s for s in present if s not in missing]
+    names, helper_names = draw_names(rng, present, n_helpers=int(rng.integers(2, 5)))
+    phantom = Phantom(params)
+    ct = settings.ct_grid()
+    hu, masks = rasterise(phantom, ct, rng)
+    helpers = helper_masks(masks, ct)
+    helper_names = {k: v for k, v in helper_names.items() if helpers[k].any()}
+    dgrid = _dose_grid(masks, ct, rng, settings.dose_mm)
+    hu_d, masks_d = rasterise(phantom, dgrid, None)
+    plan_goals = ConstraintVector.from_goals(drawn)
+    res = compute_plan_dose(
+        hu_to_density(hu_d),
+        masks_d,
+        dgrid,
+        plan_goals,
+        np.random.default_rng([seed, index, 7]),
+        ArcModel(n_angles=settings.n_angles),
+    )
+    dose = res.dose_gy
+    # final normalisation as a TPS does: PTV70 D95 = 70 Gy on the CT structure
+    d95 = np.percentile(_sample_on(dose, dgrid, ct, masks["PTV70"]), 5)
+    dose = (dose * (70.0 / d95)).astype(np.float32)
+    on_ct = {k: _sample_on(dose, dgrid, ct, masks[k]) for k in present if k != "BODY" and masks[k].any()}
+    achieved = _metrics(on_ct, ct.voxel_volume_cc)
+
+    out_dir = Path(out_dir)
+    final = out_dir / case_id
+    tmp = out_dir / f".tmp-{case_id}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        study = StudyInfo(
+            patient_name=f"SYNTH^{case_id}",
+            patient_id=case_id,
+            study_uid=uid_from(seed, index, "study"),
+            frame_uid=uid_from(seed, index, "frame"),
+            study_id=case_id,
+        )
+        ct_series = uid_from(seed, index, "ct")
+        write_ct_series(hu, ct, tmp / "CT", study, ct_series)
+        roi_masks = {names[k]: masks[k] for k in present}
+        roi_masks.update({helper_names[k]: helpers[k] for k in helper_names})
+        roi_types = {
+            names[k]: ("EXTERNAL" if k == "BODY" else "PTV" if k.startswith("PTV") else "ORGAN") for k in present
+        }
+        roi_types.update({v: "CONTROL" for v in helper_names.values()})
+        rs_uid, rp_uid, rd_uid = (uid_from(seed, index, k) for k in ("rs", "rp", "rd"))
+        roi_numbers = write_rtstruct(
+            tmp / "CT",
+            roi_masks,
+            tmp / f"RS.{case_id}.dcm",
+            study,
+            uid_from(seed, index, "rs-series"),
+            rs_uid,
+            roi_types,
+        )
+        targets = [PlanTarget(roi_numbers[names[t]], names[t], dose_gy) for t, dose_gy in PROSTATE_SIB.targets.items()]
+        goal_items, written_goals = _plan_goals(drawn, names, roi_numbers)
+        iso = [float(v) for v in params.prostate_centre]
+        write_rtplan(
+            tmp / f"RP.{case_id}.dcm",
+            study,
+            uid_from(seed, index, "rp-series"),
+            rp_uid,
+            rs_uid,
+            targets,
+            goal_items,
+            PROSTATE_SIB.fractions,
+            iso,
+        )
+        write_rtdose(
+            dose,
+            dgrid,
+            tmp / f"RD.{case_id}.dcm",
+            study,
+            uid_from(seed, index, "rd-series"),
+            rd_uid,
+            rp_uid,
+            description="Plan dose",
+        )
+        summary = {
+            "schema_version": SCHEMA_VERSION,
+            "case_id": case_id,
+            "index": index,
+            "seed": seed,
+            "settings": settings.to_dict(),
+            "structure_names": {k: names[k] for k in present},
+            "helper_names": helper_names,
+            "missing_structures": missing,
+            "goals_drawn": drawn,
+            "goals_in_plan": written_goals,
+            "prescription_gy": dict(PROSTATE_SIB.targets),
+            "fractions": PROSTATE_SIB.fractions,
+            "achieved": achieved,
+            "ct_grid": {"origin": ct.origin, "spacing": ct.spacing, "shape": ct.shape},
+            "dose_grid": {"origin": dgrid.origin, "spacing": dgrid.spacing, "shape": dgrid.shape},
+            "anatomy": params.to_dict(),
+            "optimiser_weights": [round(float(w), 5) for w in res.weights],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        (tmp / SIDECAR).write_text(json.dumps(summary, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _plan_goals(
+    drawn: dict[str, float], names: dict[str, str], rois: dict[str, int]
+) -> tuple[list[PlanGoal], dict[str, float]]:
+    """Goals that can be written (their organ is contoured) and their natural values."""
+    from vmat_monai.constraints import CONSTRAINT_LAYOUT
+
+    items: list[PlanGoal] = []
+    written: dict[str, float] = {}
+    for spec in CONSTRAINT_LAYOUT:
+        if spec.kind == "target" or spec.key not in drawn:
+            continue
+        organs = ["Femur_L", "Femur_R"] if spec.structure == "Femur" else [spec.structure]
+        organs = [o for o in organs if o in names and names[o] in rois]
+        if not organs:
+            continue
+        value = float(drawn[spec.key])
+        for o in organs:
+            if spec.kind == "dmax":
+                items.append(PlanGoal(rois[names[o]], names[o], "dmax", value))
+            else:
+                items.append(PlanGoal(rois[names[o]], names[o], spec.kind, float(spec.dose_gy or 0.0), value))
+        written[spec.key] = value
+    return items, written
+
+
+def _case_worker(args: tuple[int, int, str, CohortSettings, int]) -> tuple[int, dict[str, Any] | None, str | None]:
+    index, seed, out, settings, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        return index, generate_case(index, seed, out, settings), None
+    except Exception as exc:  # a failed case is reported, the cohort goes on
+        return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def generate_cohort(
+    out_dir: str | Path,
+    n_cases: int,
+    seed: int = 0,
+    settings: CohortSettings = CohortSettings(),
+    overwrite: bool = False,
+    resume: bool = False,
+    workers: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Generate ``n_cases`` cases into ``out_dir`` and write the manifest.
+
+    Args:
+        out_dir: cohort folder.
+        n_cases: number of cases (>= 1).
+        seed: cohort seed (the same seed gives the same cohort).
+        settings: image size settings.
+        overwrite: replace an existing non-empty folder.
+        resume: keep finished cases of a previous run with the same seed and settings.
+        workers: parallel processes.
+        progress: callback(done, total, case_id).
+
+    Returns:
+        The manifest (also written to ``out_dir/cohort.json``), with ``failed`` cases.
+    """
+    if n_cases < 1:
+        raise ValueError(f"--cases must be >= 1, got {n_cases}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    existing = [p for p in out.iterdir()] if out.exists() else []
+    manifest_path = out / MANIFEST
+    if existing and not (overwrite or resume):
+        raise FileExistsError(f"{out} is not empty: use --overwrite to replace it or --resume to continue it")
+    if existing and resume and manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("seed") != seed or old.get("settings") != settings.to_dict():
+            raise FileExistsError(
+                f"{out} holds a cohort with seed {old.get('seed')} / settings {old.get('settings')}; "
+                "use another folder or --overwrite"
+            )
+    if existing and overwrite:
+        for p in existing:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    summaries: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i in range(1, n_cases + 1):
+        side = out / f"SYN{i:04d}" / SIDECAR
+        if resume and side.exists():
+            s = json.loads(side.read_text())
+            if s.get("seed") == seed and s.get("settings") == settings.to_dict():
+                summaries[i] = s
+                continue
+        todo.append(i)
+    failed: dict[str, str] = {}
+    done = len(summaries)
+    if progress:
+        progress(done, n_cases, "")
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    jobs = [(i, seed, str(out), settings, threads) for i in todo]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_case_worker, j) for j in jobs]
+            for fut in as_completed(futures):
+                i, summ, err = fut.result()
+                done += 1
+                _record(i, summ, err, summaries, failed)
+                if progress:
+                    progress(done, n_cases, f"SYN{i:04d}")
+    else:
+        for j in jobs:
+            i, summ, err = _case_worker(j)
+            done += 1
+            _record(i, summ, err, summaries, failed)
+            if progress:
+                progress(done, n_cases, f"SYN{i:04d}")
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": "vmat-monai synth",
+        "seed": seed,
+        "n_cases": n_cases,
+        "settings": settings.to_dict(),
+        "cases": [
+            {k: summaries[i][k] for k in ("case_id", "missing_structures", "goals_in_plan", "achieved", "seconds")}
+            for i in sorted(summaries)
+        ],
+        "failed": failed,
+    }
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, manifest_path)
+    return manifest
+
+
+def _record(
+    i: int, summ: dict[str, Any] | None, err: str | None, summaries: dict[int, dict[str, Any]], failed: dict[str, str]
+) -> None:
+    if summ is not None:
+        summaries[i] = summ
+    else:
+        failed[f"SYN{i:04d}"] = err or "unknown error"

@@ -64,7 +64,18 @@ def bench_synth(n: int = 3) -> list[Row]:
     return [("synthetic case generation (default size)", statistics.median(times), "s/case", f"median of {n}")]
 
 
-BENCHMARKS: dict[str, Callable[[], list[Row]]] = {"synth": bench_synth}
+def bench_convert(n: int = 3) -> list[Row]:
+    """Seconds per default-size case for DICOM-RT -> case folder (1 worker)."""
+    from vmat_monai.data.convert import convert_tree
+    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_cohort(Path(tmp) / "dicom", n, seed=0, settings=CohortSettings(), workers=1)
+        summary = convert_tree(Path(tmp) / "dicom", Path(tmp) / "data")
+    return [("conversion DICOM-RT -> case folder (default size)", summary["seconds"] / n, "s/case", f"{n} cases, 1 worker")]
+
+
+BENCHMARKS: dict[str, Callable[[], list[Row]]] = {"synth": bench_synth, "convert": bench_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

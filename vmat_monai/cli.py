@@ -82,13 +82,56 @@ def _print_cohort(manifest: dict) -> None:
         )
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.dicom.readers import DicomInputError
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    opts = ConvertOptions(
+        structure_set=args.structure_set,
+        mapping=args.mapping,
+        allow_missing_dose=args.allow_missing_dose,
+        keep_phi=args.keep_phi,
+        overwrite=args.overwrite,
+        seed=args.seed,
+    )
+    bar = None
+
+    def progress(done: int, total: int, case: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(total, "convert")
+        bar.n = done
+        bar.set_postfix_str(case)
+        bar.refresh()
+
+    try:
+        summary = convert_tree(args.input, args.output, opts, workers=args.workers, progress=progress)
+    except (DicomInputError, ValueError, KeyError) as exc:
+        raise UserError(str(exc).strip('"')) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    for row in summary["cases"]:
+        if row["status"] == "failed":
+            print(f"FAILED {row['case_id']}: {row['errors']}", file=sys.stderr)
+    print(
+        f"studies: {summary['n_studies']}  converted: {summary['converted']}  skipped: {summary['skipped']}  "
+        f"failed: {summary['failed']}  split: {summary['split']}"
+    )
+    print(f"datalist: {Path(args.output).resolve() / 'datalist.json'}")
+    print(f"QA report: {Path(args.output).resolve() / 'qa_report.csv'}")
+    return 1 if summary["failed"] else 0
+
+
 def _cmd_main(args: argparse.Namespace) -> int:
-    """The main job: synthetic cohort -> read-back check (grows with the pipeline)."""
+    """The main job: synthetic cohort -> read-back check -> conversion (grows with the pipeline)."""
     from vmat_monai.data.synthetic.check import check_cohort
 
     root = Path(args.workdir)
-    dicom_dir = root / "dicom"
-    print(f"[1/2] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
+    dicom_dir, data_dir = root / "dicom", root / "data"
+    print(f"[1/3] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
     synth_args = argparse.Namespace(
         out=str(dicom_dir),
         cases=args.cases,
@@ -99,13 +142,26 @@ def _cmd_main(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     rc = _cmd_synth(synth_args)
-    print("[2/2] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking dose", flush=True)
+    print("[2/3] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking the plans", flush=True)
     report = check_cohort(dicom_dir)
     ok = sum(1 for r in report if r["ok"])
     for r in report:
         if not r["ok"]:
             print(f"CHECK FAILED {r['case_id']}: {'; '.join(r['problems'])}", file=sys.stderr)
     print(f"checked {ok}/{len(report)} cases OK")
+    print(f"[3/3] converting DICOM-RT to case folders in {data_dir}", flush=True)
+    conv_args = argparse.Namespace(
+        input=str(dicom_dir),
+        output=str(data_dir),
+        structure_set="prostate_sib",
+        mapping=None,
+        allow_missing_dose=False,
+        keep_phi=False,
+        overwrite=args.fresh,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    rc = _cmd_convert(conv_args) or rc
     return rc or (0 if ok == len(report) else 1)
 
 
@@ -122,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="keep finished cases of an interrupted run")
     s.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     s.set_defaults(func=_cmd_synth)
+
+    c = sub.add_parser("convert", help="DICOM-RT folders -> case folders, datalist.json and a QA report")
+    c.add_argument("--input", required=True, help="root folder of DICOM-RT exports (any layout)")
+    c.add_argument("--output", required=True, help="data folder to write")
+    c.add_argument("--structure-set", default="prostate_sib", help="structure set name or JSON file")
+    c.add_argument("--mapping", default=None, help="structure-name mapping JSON (default: oar_mapping.json)")
+    c.add_argument("--allow-missing-dose", action="store_true", help="convert cases without RTDOSE (inference only)")
+    c.add_argument("--keep-phi", action="store_true", help="keep patient identifiers (default: hashed ids)")
+    c.add_argument("--overwrite", action="store_true", help="re-convert finished cases")
+    c.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    c.add_argument("--workers", type=int, default=1)
+    c.set_defaults(func=_cmd_convert)
 
     m = sub.add_parser("main", help="run the main job on the embedded synthetic data")
     m.add_argument("--workdir", default="runs/default", help="where everything is written (default runs/default)")

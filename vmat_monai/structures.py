@@ -8,6 +8,7 @@ OpenKBP head-and-neck set) are chosen by name or loaded from a JSON file with th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,11 @@ __all__ = [
     "OPENKBP_HN",
     "PROSTATE_SIB",
     "STRUCTURE_SETS",
+    "NameMatcher",
+    "StructureMatch",
     "StructureSet",
     "get_structure_set",
+    "normalise_name",
 ]
 
 
@@ -182,3 +186,136 @@ def get_structure_set(name_or_path: str | Path | StructureSet | None = None) -> 
     if path.suffix == ".json" and path.is_file():
         return StructureSet.from_dict(json.loads(path.read_text()))
     raise KeyError(f"unknown structure set {key!r}: use one of {sorted(STRUCTURE_SETS)} or a JSON file path")
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure-name matching (oar_mapping.json)
+# ---------------------------------------------------------------------------------------------
+
+MATCH_EXACT, MATCH_VARIANT, MATCH_PATTERN = 0, 1, 2
+_LEVEL_NAMES = {MATCH_EXACT: "exact", MATCH_VARIANT: "variant", MATCH_PATTERN: "pattern"}
+
+
+def default_mapping_path() -> Path:
+    """``oar_mapping.json`` at the repository root (or next to the installed package)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "oar_mapping.json", here / "oar_mapping.json"):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError("oar_mapping.json not found next to the package; pass --mapping")
+
+
+def normalise_name(name: str) -> str:
+    """Lower case; spaces, dashes, dots and slashes become ``_``; repeated ``_`` collapse."""
+    s = name.strip().lower()
+    s = re.sub(r"[\s\-./\\]+", "_", s)
+    return re.sub(r"_+", "_", s)
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """How one ROI name was matched."""
+
+    roi_name: str
+    canonical: str | None
+    level: str  # "exact", "variant", "pattern", "helper" or "unmatched"
+
+
+@dataclass
+class StructureMatch:
+    """Result of matching a case's ROI names to a structure set."""
+
+    found: dict[str, str]  # canonical -> chosen ROI name
+    missing: list[str]
+    unmatched: list[str]
+    helpers: list[str]
+    duplicates: dict[str, list[str]]  # canonical -> all candidate ROI names (chosen first)
+    details: list[NameMatch]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "missing": self.missing,
+            "unmatched": self.unmatched,
+            "helpers": self.helpers,
+            "duplicates": self.duplicates,
+        }
+
+
+class NameMatcher:
+    """Matches ROI names to canonical structures with ``oar_mapping.json``.
+
+    Rule (documented in docs/STRUCTURES.md): a name matching a helper pattern is a helper and
+    nothing else. Otherwise it is compared with every structure's exact names (case-sensitive
+    first, then normalised), then its normalised variants, then its patterns; the first level
+    that matches wins, and within a level the first structure in file order. When several ROIs
+    match one canonical structure, the best level wins, then the shorter normalised name, then
+    the lower ROI number (earlier in the file); the others are reported as duplicates.
+    """
+
+    def __init__(self, mapping: str | Path | Mapping[str, Any] | None = None) -> None:
+        if mapping is None or isinstance(mapping, (str, Path)):
+            path = Path(mapping) if mapping is not None else default_mapping_path()
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"cannot read structure mapping {path}: {exc}") from None
+        else:
+            data = dict(mapping)
+        self.helper_res = [re.compile(p) for p in data.get("helper_patterns", [])]
+        self.structures: dict[str, dict[str, Any]] = {}
+        for canon, spec in data["structures"].items():
+            self.structures[canon] = {
+                "exact": set(spec.get("exact", [])),
+                "exact_norm": {normalise_name(n) for n in spec.get("exact", [])},
+                "variants": {normalise_name(n) for n in spec.get("variants", [])},
+                "patterns": [re.compile(p) for p in spec.get("patterns", [])],
+            }
+
+    def is_helper(self, name: str) -> bool:
+        n = normalise_name(name)
+        return any(r.search(n) for r in self.helper_res)
+
+    def classify(self, name: str) -> tuple[str | None, int | None]:
+        """(canonical, level) of one name; (None, None) for helpers and unmatched names."""
+        if self.is_helper(name):
+            return None, None
+        n = normalise_name(name)
+        for level in (MATCH_EXACT, MATCH_VARIANT, MATCH_PATTERN):
+            for canon, spec in self.structures.items():
+                if level == MATCH_EXACT and (name in spec["exact"] or n in spec["exact_norm"]):
+                    return canon, level
+                if level == MATCH_VARIANT and n in spec["variants"]:
+                    return canon, level
+                if level == MATCH_PATTERN and any(r.search(n) for r in spec["patterns"]):
+                    return canon, level
+        return None, None
+
+    def match(self, roi_names: list[str], structure_set: StructureSet, extra: tuple[str, ...] = ()) -> StructureMatch:
+        """Match a case's ROI names (in file order) to ``structure_set`` channels plus ``extra``."""
+        wanted = (*structure_set.channels, *extra)
+        candidates: dict[str, list[tuple[int, int, int, str]]] = {}
+        details, unmatched, helpers = [], [], []
+        for order, name in enumerate(roi_names):
+            if self.is_helper(name):
+                helpers.append(name)
+                details.append(NameMatch(name, None, "helper"))
+                continue
+            canon, level = self.classify(name)
+            if canon is None:
+                unmatched.append(name)
+                details.append(NameMatch(name, None, "unmatched"))
+                continue
+            if canon not in wanted:  # a known structure this set does not use (e.g. seminal vesicles)
+                details.append(NameMatch(name, canon, "not in set"))
+                continue
+            details.append(NameMatch(name, canon, _LEVEL_NAMES[int(level)]))  # type: ignore[arg-type]
+            candidates.setdefault(canon, []).append((int(level), len(normalise_name(name)), order, name))  # type: ignore[arg-type]
+        found, duplicates = {}, {}
+        for canon, cands in candidates.items():
+            cands.sort()
+            found[canon] = cands[0][3]
+            if len(cands) > 1:
+                duplicates[canon] = [c[3] for c in cands]
+        missing = [c for c in wanted if c not in found]
+        return StructureMatch(found, missing, unmatched, helpers, duplicates, details)

@@ -1,0 +1,435 @@
+"""DICOM-RT folders -> case folders (NIfTI + case.json), datalist.json and a QA report.
+
+Case folder (one per patient study, written atomically)::
+
+    DATA_DIR/<case_id>/ct.nii.gz      CT in HU (int16), CT grid
+    DATA_DIR/<case_id>/dose.nii.gz    dose in Gy (float32) on the CT grid (absent if no RTDOSE)
+    DATA_DIR/<case_id>/masks.nii.gz   binary masks (uint8), 4D: x, y, z, channel (structure-set order)
+    DATA_DIR/<case_id>/body.nii.gz    external contour (uint8)
+    DATA_DIR/<case_id>/case.json      prescription, fractions, constraints with sources, structures, QA
+    DATA_DIR/datalist.json            MONAI decathlon-style lists with relative paths
+    DATA_DIR/qa_report.csv|json       one row per case: status, warnings, errors, dose metrics
+
+NIfTI files carry the RAS affine of the CT grid (converted from DICOM LPS).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector
+from vmat_monai.dicom.readers import (
+    CaseFiles,
+    DicomInputError,
+    discover,
+    goals_to_constraints,
+    read_ct,
+    read_plan,
+    read_rtdose_on,
+    read_structures,
+    roi_mask,
+)
+from vmat_monai.geometry import Grid
+from vmat_monai.structures import NameMatcher, StructureSet, get_structure_set
+
+__all__ = ["ConvertOptions", "convert_case", "convert_tree", "make_datalist", "save_nifti"]
+
+CASE_JSON = "case.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of ``vmat-monai convert``.
+
+    Args:
+        structure_set: name or JSON path of the structure set.
+        mapping: path of the structure-name mapping (default: repository oar_mapping.json).
+        allow_missing_dose: convert cases without RTDOSE (inference-only cases).
+        keep_phi: keep PatientID as the case id and in case.json (default: hashed id only).
+        overwrite: re-convert finished cases.
+        seed: seed of the train/validation/test split.
+        split: fractions (training, validation, test).
+    """
+
+    structure_set: str = "prostate_sib"
+    mapping: str | None = None
+    allow_missing_dose: bool = False
+    keep_phi: bool = False
+    overwrite: bool = False
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+
+def grid_affine_ras(grid: Grid) -> np.ndarray:
+    """Affine from (i, j, k) = (x, y, z) voxel indices to RAS mm for an LPS axis-aligned grid."""
+    a = grid.affine_lps()
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ a
+
+
+def save_nifti(array_zyx: np.ndarray, grid: Grid, path: Path, dtype: type = np.float32) -> None:
+    """Write an array indexed [z, y, x] (or [c, z, y, x]) as NIfTI (x, y, z[, c]) with the RAS affine."""
+    import nibabel as nib
+
+    arr = np.asarray(array_zyx)
+    data = arr.transpose(2, 1, 0) if arr.ndim == 3 else arr.transpose(3, 2, 1, 0)
+    img = nib.Nifti1Image(np.ascontiguousarray(data.astype(dtype)), grid_affine_ras(grid))
+    img.header.set_xyzt_units("mm")
+    tmp = path.with_name(".tmp-" + path.name)
+    nib.save(img, str(tmp))
+    os.replace(tmp, path)
+
+
+def case_id_for(files: CaseFiles, keep_phi: bool) -> str:
+    """Hashed case id (no identifiers) unless ``keep_phi``."""
+    if keep_phi and files.patient_id:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", files.patient_id)[:64] + "_" + files.study_uid[-6:]
+    h = hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:12]
+    return f"case_{h}"
+
+
+def _dvh_metrics(dose: np.ndarray, mask: np.ndarray, rx: float) -> dict[str, float]:
+    d = dose[mask]
+    if d.size == 0:
+        return {}
+    return {
+        "D95": float(np.percentile(d, 5)),
+        "D50": float(np.percentile(d, 50)),
+        "Dmean": float(d.mean()),
+        "V95pct": float((d >= 0.95 * rx).mean()),
+    }
+
+
+def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
+    """Convert one study. Returns the QA row; raises DicomInputError for unusable input."""
+    sset: StructureSet = get_structure_set(opts.structure_set)
+    matcher = NameMatcher(opts.mapping)
+    case_id = case_id_for(files, opts.keep_phi)
+    warnings: list[str] = []
+    if files.unreadable:
+        raise DicomInputError("; ".join(files.unreadable))
+    if not files.ct:
+        raise DicomInputError(f"no CT series in {files.folder}: export the planning CT with the RT objects")
+    if not files.rtstruct:
+        raise DicomInputError(f"no RTSTRUCT in {files.folder}: export the structure set")
+    if len(files.rtstruct) > 1:
+        warnings.append(f"{len(files.rtstruct)} RTSTRUCT files; using {files.rtstruct[0].name}")
+    import pydicom
+
+    rs_ds = pydicom.dcmread(str(files.rtstruct[0]), stop_before_pixels=True)
+    ref_series = None
+    try:
+        ref_series = str(
+            rs_ds.ReferencedFrameOfReferenceSequence[0]
+            .RTReferencedStudySequence[0]
+            .RTReferencedSeriesSequence[0]
+            .SeriesInstanceUID
+        )
+    except (AttributeError, IndexError):
+        pass
+    series = ref_series if ref_series in files.ct else max(files.ct, key=lambda s: len(files.ct[s]))
+    if len(files.ct) > 1:
+        warnings.append(f"{len(files.ct)} CT series; using {series} ({len(files.ct[series])} slices)")
+    ct = read_ct(files.ct[series])
+    warnings += ct.warnings
+    _, roi_numbers, rt = read_structures(files.rtstruct[0], ct)
+    names = list(roi_numbers)
+    if len(set(n.strip().lower() for n in names)) != len(names):
+        dup = sorted({n for n in names if [m.strip().lower() for m in names].count(n.strip().lower()) > 1})
+        warnings.append(f"duplicate ROI names {dup}; the first of each is used")
+    match = matcher.match(names, sset, extra=(sset.body,))
+    for canon, cands in match.duplicates.items():
+        warnings.append(f"{canon}: several ROIs match {cands}; chose {match.found[canon]!r} (see docs/STRUCTURES.md)")
+    if match.unmatched:
+        warnings.append(f"unmatched ROI names: {match.unmatched}")
+    masks = np.zeros((sset.n_channels, *ct.hu.shape), dtype=bool)
+    original: dict[str, str] = {}
+    empty: list[str] = []
+    for c, canon in enumerate(sset.channels):
+        if canon not in match.found:
+            continue
+        m = roi_mask(rt, match.found[canon], ct)
+        if not m.any():
+            empty.append(canon)
+            continue
+        masks[c] = m
+        original[canon] = match.found[canon]
+    primary = sset.primary_target
+    if primary in empty or primary not in original:
+        why = "has an empty contour" if primary in empty else "was not found"
+        raise DicomInputError(
+            f"{files.rtstruct[0]}: the primary target {primary} {why} (ROIs: {names}); "
+            "contour it or add its name to the mapping (--mapping)"
+        )
+    for e in empty:
+        warnings.append(f"{e} ({match.found[e]!r}) has an empty contour; treated as missing")
+    if sset.body in match.found:
+        body = roi_mask(rt, match.found[sset.body], ct)
+        original[sset.body] = match.found[sset.body]
+    else:
+        body = ct.hu > -350
+        warnings.append("no external contour found; BODY = CT > -350 HU")
+    missing = [c for c in sset.channels if c not in original]
+
+    # plan: prescription, fractions, goals
+    roi_canonical = {roi_numbers[v]: k for k, v in original.items()}
+    plan_goals: dict[str, float] = {}
+    prescription = dict(sset.targets)
+    fractions = sset.fractions
+    if files.rtplan:
+        plan = read_plan(files.rtplan[0])
+        for roi, dose_gy in plan.prescriptions.items():
+            if roi in roi_canonical and roi_canonical[roi] in prescription:
+                prescription[roi_canonical[roi]] = dose_gy
+        fractions = plan.fractions or fractions
+        plan_goals = goals_to_constraints(plan.goals, roi_canonical)
+    else:
+        warnings.append("no RTPLAN: prescription, fractions and goals from the protocol defaults")
+    target_presence = {}
+    for spec_key, target in (("ptv70", "PTV70"), ("ptv56", "PTV56"), ("ptv50_4", "PTV50.4")):
+        target_presence[spec_key] = float(prescription.get(target, 0.0)) if target in original else 0.0
+    cv = ConstraintVector.from_goals(plan_goals, SOURCE_PLAN).with_values(target_presence, "structures")
+
+    # dose
+    dose = None
+    dose_info: dict[str, Any] = {}
+    if files.rtdose:
+        dose, dose_info = read_rtdose_on(files.rtdose, ct)
+        if "warning" in dose_info:
+            warnings.append(dose_info["warning"])
+        ptv = masks[sset.index(primary)]
+        covered = float((dose[ptv] > 0).mean())
+        if covered < 0.99:
+            raise DicomInputError(
+                f"{files.rtdose[0]}: the dose grid covers only {100 * covered:.1f} % of {primary}; "
+                "export the dose on a grid that covers the targets"
+            )
+    elif not opts.allow_missing_dose:
+        raise DicomInputError(
+            f"no RTDOSE in {files.folder}: export the plan dose, or use --allow-missing-dose for inference-only cases"
+        )
+    else:
+        warnings.append("no RTDOSE: converted for inference only")
+
+    qa: dict[str, Any] = {}
+    if dose is not None:
+        for t, rx in sset.targets.items():
+            if t in original:
+                qa.update({f"{t}_{k}": round(v, 4) for k, v in _dvh_metrics(dose, masks[sset.index(t)], rx).items()})
+        pd95 = qa.get(f"{primary}_D95")
+        if pd95 is not None and abs(pd95 - prescription[primary]) > 0.05 * prescription[primary]:
+            warnings.append(f"{primary} D95 {pd95:.2f} Gy differs from the prescription by more than 5 %")
+
+    # write atomically
+    final = out_dir / case_id
+    tmp = out_dir / f".tmp-{case_id}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_nifti(np.clip(np.rint(ct.hu), -32768, 32767), ct.grid, tmp / "ct.nii.gz", np.int16)
+        save_nifti(masks, ct.grid, tmp / "masks.nii.gz", np.uint8)
+        save_nifti(body, ct.grid, tmp / "body.nii.gz", np.uint8)
+        if dose is not None:
+            save_nifti(dose, ct.grid, tmp / "dose.nii.gz", np.float32)
+        info = {
+            "schema_version": SCHEMA_VERSION,
+            "case_id": case_id,
+            "structure_set": sset.name,
+            "channels": list(sset.channels),
+            "prescription_gy": prescription,
+            "primary_prescription_gy": float(prescription[primary]),
+            "fractions": fractions,
+            "constraints": cv.to_dict(),
+            "structures_found": original,
+            "structures_missing": missing,
+            "unmatched_names": match.unmatched,
+            "helper_names": match.helpers,
+            "spacing_mm": list(ct.grid.spacing),
+            "shape_zyx": list(ct.grid.shape),
+            "has_dose": dose is not None,
+            "dose": dose_info,
+            "qa": qa,
+            "warnings": warnings,
+            "source_hash": hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
+        }
+        if opts.keep_phi:
+            info["patient_id"] = files.patient_id
+            info["study_uid"] = files.study_uid
+            info["source_folder"] = str(files.folder)
+        else:
+            info["dose"]["files"] = len(info["dose"].get("files", []))
+            info["warnings"] = [_scrub(w, files) for w in warnings]
+        (tmp / CASE_JSON).write_text(json.dumps(info, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _qa_row(info, "converted")
+
+
+def _scrub(text: str, files: CaseFiles) -> str:
+    """Remove identifiers (patient id, source folder) from a message."""
+    if files.patient_id:
+        text = text.replace(files.patient_id, "<patient>")
+    return text.replace(str(files.folder), "<case folder>")
+
+
+def _qa_row(info: dict[str, Any], status: str) -> dict[str, Any]:
+    return {
+        "case_id": info["case_id"],
+        "status": status,
+        "has_dose": info["has_dose"],
+        "structures_missing": ";".join(info["structures_missing"]),
+        "warnings": " | ".join(info["warnings"]),
+        "errors": "",
+        **info["qa"],
+    }
+
+
+def _convert_worker(args: tuple[CaseFiles, str, ConvertOptions]) -> dict[str, Any]:
+    files, out, opts = args
+    cid = case_id_for(files, opts.keep_phi)
+    try:
+        return convert_case(files, Path(out), opts)
+    except DicomInputError as exc:
+        msg = str(exc)
+    except Exception as exc:  # unexpected: still a per-case failure, never the whole batch
+        msg = f"{type(exc).__name__}: {exc}"
+    return {"case_id": cid, "status": "failed", "errors": msg if opts.keep_phi else _scrub(msg, files)}
+
+
+def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
+    """Build datalist.json from every finished case folder (deterministic split from the seed)."""
+    cases = []
+    for p in sorted(out_dir.iterdir()):
+        cj = p / CASE_JSON
+        if p.is_dir() and not p.name.startswith(".") and cj.exists():
+            cases.append(json.loads(cj.read_text()))
+    with_dose = sorted(c["case_id"] for c in cases if c["has_dose"])
+    rng = np.random.default_rng(opts.seed)
+    order = [with_dose[i] for i in rng.permutation(len(with_dose))]
+    n = len(order)
+    n_val = round(n * opts.split[1])
+    n_test = round(n * opts.split[2])
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    n_train = n - n_val - n_test
+    parts = {
+        "training": sorted(order[:n_train]),
+        "validation": sorted(order[n_train : n_train + n_val]),
+        "test": sorted(order[n_train + n_val :]),
+    }
+    by_id = {c["case_id"]: c for c in cases}
+
+    def entry(cid: str) -> dict[str, Any]:
+        c = by_id[cid]
+        e = {
+            "case_id": cid,
+            "image": f"{cid}/ct.nii.gz",
+            "masks": f"{cid}/masks.nii.gz",
+            "body": f"{cid}/body.nii.gz",
+            "constraints": c["constraints"]["vector"],
+            "prescription_gy": c["primary_prescription_gy"],
+        }
+        if c["has_dose"]:
+            e["dose"] = f"{cid}/dose.nii.gz"
+        return e
+
+    datalist = {
+        "name": "vmat-monai",
+        "description": "DICOM-RT converted by vmat-monai convert",
+        "structure_set": opts.structure_set,
+        "channels": cases[0]["channels"] if cases else [],
+        "seed": opts.seed,
+        **{k: [entry(c) for c in v] for k, v in parts.items()},
+        "inference": [entry(c["case_id"]) for c in cases if not c["has_dose"]],
+    }
+    tmp = out_dir / ".datalist.json.tmp"
+    tmp.write_text(json.dumps(datalist, indent=2))
+    os.replace(tmp, out_dir / "datalist.json")
+    return datalist
+
+
+def convert_tree(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    opts: ConvertOptions = ConvertOptions(),
+    workers: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Convert every study found under ``input_dir``; returns the QA summary.
+
+    Finished cases are skipped unless ``opts.overwrite``; failed cases are reported and the
+    others go on. The QA report (CSV and JSON) and datalist.json are written at the end.
+    """
+    out = Path(output_dir)
+    if Path(input_dir).resolve() == out.resolve():
+        raise DicomInputError("--output must differ from --input (never write into the user's data)")
+    out.mkdir(parents=True, exist_ok=True)
+    cases, problems = discover(input_dir)
+    rows: list[dict[str, Any]] = []
+    todo = []
+    for files in cases:
+        cid = case_id_for(files, opts.keep_phi)
+        cj = out / cid / CASE_JSON
+        if cj.exists() and not opts.overwrite:
+            rows.append(_qa_row(json.loads(cj.read_text()), "skipped (already converted)"))
+        else:
+            todo.append(files)
+    done = len(rows)
+    if progress:
+        progress(done, len(cases), "")
+    t0 = time.perf_counter()
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = [pool.submit(_convert_worker, (f, str(out), opts)) for f in todo]
+            for fut in as_completed(futs):
+                row = fut.result()
+                rows.append(row)
+                done += 1
+                if progress:
+                    progress(done, len(cases), row["case_id"])
+    else:
+        for f in todo:
+            row = _convert_worker((f, str(out), opts))
+            rows.append(row)
+            done += 1
+            if progress:
+                progress(done, len(cases), row["case_id"])
+    seconds = time.perf_counter() - t0
+    rows.sort(key=lambda r: r["case_id"])
+    datalist = make_datalist(out, opts)
+    failed = [r for r in rows if r["status"] == "failed"]
+    summary = {
+        "n_studies": len(cases),
+        "converted": sum(r["status"] == "converted" for r in rows),
+        "skipped": sum(r["status"].startswith("skipped") for r in rows),
+        "failed": len(failed),
+        "unreadable_files": problems if opts.keep_phi else [f"{len(problems)} unreadable file(s)"] * bool(problems),
+        "seconds": round(seconds, 2),
+        "split": {k: len(datalist[k]) for k in ("training", "validation", "test", "inference")},
+        "cases": rows,
+    }
+    (out / "qa_report.json").write_text(json.dumps(summary, indent=2))
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(out / "qa_report.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    return summary

@@ -1,0 +1,385 @@
+"""Reading DICOM-RT: discovery of cases in a folder tree, CT series, RTSTRUCT, RTDOSE, RTPLAN.
+
+Every reader raises :class:`DicomInputError` with a message that names the file and says what
+to do; the converter turns those into per-case errors and goes on with the other cases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from vmat_monai.constraints import CONSTRAINT_LAYOUT
+from vmat_monai.geometry import Grid
+
+__all__ = [
+    "CaseFiles",
+    "DicomInputError",
+    "PlanInfo",
+    "discover",
+    "read_ct",
+    "read_plan",
+    "read_rtdose_on",
+    "read_structures",
+]
+
+CT_SOP = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_SOP = "1.2.840.10008.5.1.4.1.1.2.1"
+
+
+class DicomInputError(Exception):
+    """A problem with the input DICOM that the user must fix (message names file and fix)."""
+
+
+@dataclass
+class CaseFiles:
+    """The DICOM files of one patient study, grouped by modality."""
+
+    study_uid: str
+    patient_id: str
+    ct: dict[str, list[Path]] = field(default_factory=dict)  # series UID -> files
+    ct_frame: dict[str, str] = field(default_factory=dict)  # series UID -> frame of reference
+    rtstruct: list[Path] = field(default_factory=list)
+    rtplan: list[Path] = field(default_factory=list)
+    rtdose: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        """The deepest folder holding all of the case's files."""
+        files = [p for v in self.ct.values() for p in v] + self.rtstruct + self.rtplan + self.rtdose
+        parts = [p.parent.parts for p in files]
+        common = []
+        for level in zip(*parts, strict=False):
+            if len(set(level)) != 1:
+                break
+            common.append(level[0])
+        return Path(*common) if common else Path(".")
+
+
+def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
+    """Walk ``root`` and group DICOM files by StudyInstanceUID (any layout, any file names).
+
+    Returns:
+        (cases, problems): problems name files that look like DICOM but cannot be read.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DicomInputError(f"input folder {root} does not exist or is not a folder")
+    cases: dict[str, CaseFiles] = {}
+    problems: list[str] = []
+    unreadable_by_dir: dict[Path, list[str]] = defaultdict(list)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=None)
+            modality = str(ds.get("Modality", ""))
+            study = str(ds.StudyInstanceUID)
+        except Exception as exc:
+            if path.suffix.lower() in (".dcm", ".dicom", ".ima") or _has_dicm_preamble(path):
+                msg = f"{path}: unreadable DICOM ({type(exc).__name__}: {str(exc)[:120]}); re-export the file"
+                problems.append(msg)
+                unreadable_by_dir[path.parent].append(msg)
+            continue
+        case = cases.setdefault(study, CaseFiles(study, str(ds.get("PatientID", ""))))
+        if modality == "CT":
+            series = str(ds.SeriesInstanceUID)
+            case.ct.setdefault(series, []).append(path)
+            case.ct_frame[series] = str(ds.get("FrameOfReferenceUID", ""))
+        elif modality == "RTSTRUCT":
+            case.rtstruct.append(path)
+        elif modality == "RTPLAN":
+            case.rtplan.append(path)
+        elif modality == "RTDOSE":
+            case.rtdose.append(path)
+    for case in cases.values():
+        folder = case.folder
+        for d, msgs in unreadable_by_dir.items():
+            if d == folder or folder in d.parents:
+                case.unreadable += msgs
+    return sorted(cases.values(), key=lambda c: (c.patient_id, c.study_uid)), problems
+
+
+def _has_dicm_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+        return head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+# -- CT ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CTVolume:
+    """CT in HU indexed [z, y, x] on an axis-aligned grid, with the series' datasets."""
+
+    hu: np.ndarray
+    grid: Grid
+    datasets: list[Dataset]
+    series_uid: str
+    frame_uid: str
+    warnings: list[str]
+
+
+def read_ct(files: Iterable[Path]) -> CTVolume:
+    """Read a CT series: sort by position, apply slope/intercept, check the slice spacing."""
+    dss = []
+    for f in files:
+        try:
+            dss.append(pydicom.dcmread(str(f)))
+        except Exception as exc:
+            raise DicomInputError(f"{f}: unreadable CT slice ({exc}); re-export the series") from None
+    if not dss:
+        raise DicomInputError("no CT slices")
+    iop = np.array([float(v) for v in dss[0].ImageOrientationPatient])
+    if not np.allclose(iop, [1, 0, 0, 0, 1, 0], atol=1e-3):
+        raise DicomInputError(
+            f"{files_hint(dss)}: ImageOrientationPatient {iop.tolist()} is not axial head-first supine; "
+            "only axis-aligned HFS CT is supported: resample the series to axial"
+        )
+    dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    z = np.array([float(d.ImagePositionPatient[2]) for d in dss])
+    warnings: list[str] = []
+    if len(z) > 1:
+        dz = np.diff(z)
+        if np.any(dz < 1e-3):
+            raise DicomInputError(f"{files_hint(dss)}: duplicate slice positions; remove the duplicate slices")
+        step = float(np.median(dz))
+        gaps = np.nonzero(dz > 1.5 * step)[0]
+        if gaps.size:
+            raise DicomInputError(
+                f"{files_hint(dss)}: {int(gaps.size)} missing slice(s) (gap of {dz[gaps[0]]:.2f} mm at "
+                f"z={z[gaps[0]]:.1f} mm where the spacing is {step:.2f} mm); re-export the complete series"
+            )
+        if dz.max() - dz.min() > 0.01:
+            raise DicomInputError(
+                f"{files_hint(dss)}: non-uniform slice spacing ({dz.min():.3f}-{dz.max():.3f} mm); "
+                "resample the series to a uniform spacing"
+            )
+    else:
+        step = float(dss[0].get("SliceThickness", 1.0) or 1.0)
+    rows, cols = int(dss[0].Rows), int(dss[0].Columns)
+    hu = np.empty((len(dss), rows, cols), dtype=np.float32)
+    for k, d in enumerate(dss):
+        if (int(d.Rows), int(d.Columns)) != (rows, cols):
+            raise DicomInputError(f"{files_hint(dss)}: slices of different sizes; re-export the series")
+        slope = float(d.get("RescaleSlope", 1.0))
+        icpt = float(d.get("RescaleIntercept", 0.0))
+        hu[k] = d.pixel_array.astype(np.float32) * slope + icpt
+    if not np.all(np.isfinite(hu)):
+        raise DicomInputError(f"{files_hint(dss)}: CT contains NaN/inf values")
+    row_sp, col_sp = (float(v) for v in dss[0].PixelSpacing)
+    ipp = [float(v) for v in dss[0].ImagePositionPatient]
+    grid = Grid((ipp[0], ipp[1], z[0]), (col_sp, row_sp, step), hu.shape)  # type: ignore[arg-type]
+    return CTVolume(hu, grid, dss, str(dss[0].SeriesInstanceUID), str(dss[0].get("FrameOfReferenceUID", "")), warnings)
+
+
+def files_hint(dss: list[Dataset]) -> str:
+    """Short description of a series for messages (folder of its first file)."""
+    fn = getattr(dss[0], "filename", None)
+    return f"CT series in {Path(fn).parent}" if fn else "CT series"
+
+
+# -- RTSTRUCT ---------------------------------------------------------------------------------
+
+
+def read_structures(rs_path: Path, ct: CTVolume) -> tuple[Dataset, dict[str, int], Any]:
+    """Open an RTSTRUCT against the CT: (dataset, ROI name -> number, rt-utils RTStruct)."""
+    from rt_utils.rtstruct import RTStruct
+
+    try:
+        ds = pydicom.dcmread(str(rs_path))
+    except Exception as exc:
+        raise DicomInputError(f"{rs_path}: unreadable RTSTRUCT ({exc}); re-export it") from None
+    if "StructureSetROISequence" not in ds or "ROIContourSequence" not in ds:
+        raise DicomInputError(f"{rs_path}: RTSTRUCT without StructureSetROISequence/ROIContourSequence")
+    frames = {str(r.FrameOfReferenceUID) for r in ds.get("ReferencedFrameOfReferenceSequence", [])}
+    if ct.frame_uid and frames and ct.frame_uid not in frames:
+        raise DicomInputError(
+            f"{rs_path}: RTSTRUCT frame of reference {sorted(frames)} differs from the CT's {ct.frame_uid}; "
+            "export the structures drawn on this CT"
+        )
+    names: dict[str, int] = {}
+    for r in ds.StructureSetROISequence:
+        names[str(r.ROIName)] = int(r.ROINumber)
+    return ds, names, RTStruct(ct.datasets, ds)
+
+
+def roi_mask(rt: Any, name: str, ct: CTVolume) -> np.ndarray:
+    """Binary mask [z, y, x] of one ROI on the CT grid (rt-utils polygon filling)."""
+    try:
+        m = rt.get_roi_mask_by_name(name)  # [row, col, slice]
+    except AttributeError:  # an ROI without ContourSequence: an empty contour
+        return np.zeros(ct.hu.shape, dtype=bool)
+    return np.ascontiguousarray(np.asarray(m, dtype=bool).transpose(2, 0, 1))
+
+
+# -- RTDOSE -----------------------------------------------------------------------------------
+
+
+def _dose_image(path: Path) -> tuple[Any, Dataset]:
+    import SimpleITK as sitk
+
+    try:
+        ds = pydicom.dcmread(str(path))
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise DicomInputError(f"{path}: unreadable RTDOSE ({exc}); re-export it") from None
+    units = str(ds.get("DoseUnits", "")).upper()
+    if units != "GY":
+        raise DicomInputError(
+            f"{path}: DoseUnits is {units or 'missing'} (relative dose); export the dose in Gy (absolute, DoseUnits GY)"
+        )
+    if "DoseGridScaling" not in ds:
+        raise DicomInputError(f"{path}: RTDOSE without DoseGridScaling")
+    dose = arr.astype(np.float64) * float(ds.DoseGridScaling)
+    if dose.ndim == 2:
+        dose = dose[None]
+    if not np.all(np.isfinite(dose)):
+        raise DicomInputError(f"{path}: RTDOSE contains NaN/inf values")
+    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+    if not np.allclose(iop, [1, 0, 0, 0, 1, 0], atol=1e-3):
+        raise DicomInputError(f"{path}: oblique RTDOSE grids are not supported")
+    offsets = np.asarray([float(v) for v in ds.get("GridFrameOffsetVector", [0.0])])
+    if len(offsets) != dose.shape[0]:
+        raise DicomInputError(f"{path}: GridFrameOffsetVector has {len(offsets)} values for {dose.shape[0]} frames")
+    dz = np.diff(offsets)
+    if dose.shape[0] > 1 and (dz.max() - dz.min() > 0.01 or dz.min() <= 0):
+        raise DicomInputError(f"{path}: non-uniform dose frame spacing; resample the dose grid")
+    ipp = [float(v) for v in ds.ImagePositionPatient]
+    row, col = (float(v) for v in ds.PixelSpacing)
+    img = sitk.GetImageFromArray(dose.astype(np.float32))
+    img.SetOrigin((ipp[0], ipp[1], ipp[2] + offsets[0]))
+    img.SetSpacing((col, row, float(dz[0]) if dose.shape[0] > 1 else float(ds.get("SliceThickness", 1.0) or 1.0)))
+    return img, ds
+
+
+def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[str, Any]]:
+    """Dose in Gy resampled onto the CT grid (trilinear, 0 outside the dose grid).
+
+    Several files of one plan are combined: a ``PLAN`` summation is used as is; otherwise
+    per-beam (``BEAM``/``FRACTION``...) doses are summed. Returns (dose [z, y, x], info).
+    """
+    import SimpleITK as sitk
+
+    images = [(p, *_dose_image(p)) for p in paths]
+    for p, _, ds in images:
+        fr = str(ds.get("FrameOfReferenceUID", ""))
+        if ct.frame_uid and fr and fr != ct.frame_uid:
+            raise DicomInputError(f"{p}: RTDOSE frame of reference {fr} differs from the CT's {ct.frame_uid}")
+    plan_sums = [x for x in images if str(x[2].get("DoseSummationType", "")).upper() == "PLAN"]
+    used = plan_sums[:1] if plan_sums else images
+    ref = sitk.GetImageFromArray(np.zeros(ct.hu.shape, np.float32))
+    ref.SetOrigin(tuple(float(v) for v in ct.grid.origin))
+    ref.SetSpacing(tuple(float(v) for v in ct.grid.spacing))
+    total = np.zeros(ct.hu.shape, np.float64)
+    for _, img, _ in used:
+        res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        total += sitk.GetArrayFromImage(res)
+    info = {
+        "files": [p.name for p, _, _ in used],
+        "summation": "PLAN"
+        if plan_sums
+        else "sum of " + ",".join(str(x[2].get("DoseSummationType", "?")) for x in used),
+        "dose_type": sorted({str(x[2].get("DoseType", "")) for x in used}),
+        "native_spacing_mm": list(images[0][1].GetSpacing()),
+        "interpolation": "trilinear (SimpleITK sitkLinear), 0 outside the dose grid",
+    }
+    if len(plan_sums) > 1:
+        info["warning"] = f"{len(plan_sums)} PLAN dose files; used {plan_sums[0][0].name}"
+    return total.astype(np.float32), info
+
+
+# -- RTPLAN -----------------------------------------------------------------------------------
+
+_DESC_VX = re.compile(r"V\s*(\d+(?:\.\d+)?)\s*Gy\s*(?:<=|<)\s*(\d+(?:\.\d+)?)\s*(%|cc)", re.IGNORECASE)
+_DESC_DMAX = re.compile(r"D\s*max\s*(?:<=|<)\s*(\d+(?:\.\d+)?)\s*Gy", re.IGNORECASE)
+
+
+@dataclass
+class PlanInfo:
+    """What the converter takes from an RTPLAN."""
+
+    prescriptions: dict[int, float]  # target ROI number -> dose, Gy
+    fractions: int | None
+    goals: list[dict[str, Any]]  # roi_number, kind, dose_gy, limit (natural)
+    label: str
+
+
+def read_plan(path: Path) -> PlanInfo:
+    """Prescriptions, fractions and clinical goals of an RTPLAN (see vmat_monai.dicom.rtplan)."""
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as exc:
+        raise DicomInputError(f"{path}: unreadable RTPLAN ({exc}); re-export it") from None
+    presc: dict[int, float] = {}
+    goals: list[dict[str, Any]] = []
+    for it in ds.get("DoseReferenceSequence", []):
+        typ = str(it.get("DoseReferenceType", "")).upper()
+        roi = int(it.get("ReferencedROINumber", -1))
+        if typ == "TARGET" and "TargetPrescriptionDose" in it:
+            presc[roi] = float(it.TargetPrescriptionDose)
+        elif typ == "ORGAN_AT_RISK":
+            desc = str(it.get("DoseReferenceDescription", ""))
+            if "OrganAtRiskLimitDose" in it:
+                goals.append(
+                    {"roi_number": roi, "kind": "dmax", "dose_gy": float(it.OrganAtRiskLimitDose), "limit": 0.0}
+                )
+            elif "OrganAtRiskMaximumDose" in it and "OrganAtRiskOverdoseVolumeFraction" in it:
+                goals.append(
+                    {
+                        "roi_number": roi,
+                        "kind": "vx",
+                        "dose_gy": float(it.OrganAtRiskMaximumDose),
+                        "limit": float(it.OrganAtRiskOverdoseVolumeFraction),
+                    }
+                )
+            elif m := _DESC_VX.search(desc):
+                val = float(m.group(2))
+                kind = "vx_cc" if m.group(3).lower() == "cc" else "vx"
+                goals.append(
+                    {
+                        "roi_number": roi,
+                        "kind": kind,
+                        "dose_gy": float(m.group(1)),
+                        "limit": val if kind == "vx_cc" else val / 100,
+                    }
+                )
+            elif m := _DESC_DMAX.search(desc):
+                goals.append({"roi_number": roi, "kind": "dmax", "dose_gy": float(m.group(1)), "limit": 0.0})
+    fx = None
+    if ds.get("FractionGroupSequence"):
+        n = ds.FractionGroupSequence[0].get("NumberOfFractionsPlanned")
+        fx = int(n) if n is not None else None
+    return PlanInfo(presc, fx, goals, str(ds.get("RTPlanLabel", "")))
+
+
+def goals_to_constraints(goals: list[dict[str, Any]], roi_canonical: Mapping[int, str]) -> dict[str, float]:
+    """Map plan goals onto constraint-vector keys (natural units); goals we do not model are ignored."""
+    out: dict[str, float] = {}
+    for g in goals:
+        canon = roi_canonical.get(int(g["roi_number"]))
+        if canon is None:
+            continue
+        organ = "Femur" if canon in ("Femur_L", "Femur_R") else canon
+        for spec in CONSTRAINT_LAYOUT:
+            if spec.structure != organ or spec.kind != g["kind"]:
+                continue
+            if spec.kind == "dmax":
+                out[spec.key] = float(g["dose_gy"])
+            elif spec.dose_gy is not None and abs(spec.dose_gy - float(g["dose_gy"])) < 1e-6:
+                # both femoral heads carry the goal: keep the stricter value
+                out[spec.key] = min(out.get(spec.key, np.inf), float(g["limit"]))
+    return out

@@ -72,7 +72,9 @@ def bench_convert(n: int = 3) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         generate_cohort(Path(tmp) / "dicom", n, seed=0, settings=CohortSettings(), workers=1)
         summary = convert_tree(Path(tmp) / "dicom", Path(tmp) / "data")
-    return [("conversion DICOM-RT -> case folder (default size)", summary["seconds"] / n, "s/case", f"{n} cases, 1 worker")]
+    return [
+        ("conversion DICOM-RT -> case folder (default size)", summary["seconds"] / n, "s/case", f"{n} cases, 1 worker")
+    ]
 
 
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {"synth": bench_synth, "convert": bench_convert}

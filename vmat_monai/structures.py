@@ -137,30 +137,13 @@ PROSTATE_SIB = StructureSet(
     extra={"auxiliary": ["SeminalVesicles"]},
 )
 
+_HN_ORGANS = ("Brainstem", "SpinalCord", "RightParotid", "LeftParotid", "Esophagus", "Larynx", "Mandible")
+
 OPENKBP_HN = StructureSet(
     name="openkbp_hn",
-    channels=(
-        "PTV70",
-        "PTV63",
-        "PTV56",
-        "Brainstem",
-        "SpinalCord",
-        "RightParotid",
-        "LeftParotid",
-        "Esophagus",
-        "Larynx",
-        "Mandible",
-    ),
+    channels=("PTV70", "PTV63", "PTV56", *_HN_ORGANS),
     targets={"PTV70": 70.0, "PTV63": 63.0, "PTV56": 56.0},
-    organs=(
-        "Brainstem",
-        "SpinalCord",
-        "RightParotid",
-        "LeftParotid",
-        "Esophagus",
-        "Larynx",
-        "Mandible",
-    ),
+    organs=_HN_ORGANS,
     mirror_pairs=(("LeftParotid", "RightParotid"),),
     fractions=35,
 )

@@ -154,7 +154,18 @@ def _copy_with_new_study(src, dst):
 def bad_tree(tiny_cohort, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     src = sorted(p for p in tiny_cohort.iterdir() if (p / SIDECAR).exists())[0]
-    for name in ("good", "nodose", "nostruct", "corrupt", "frame", "relative", "shifted", "emptyptv", "noct"):
+    for name in (
+        "good",
+        "nodose",
+        "nostruct",
+        "corrupt",
+        "frame",
+        "relative",
+        "shifted",
+        "emptyptv",
+        "noct",
+        "dupname",
+    ):
         _copy_with_new_study(src, root / name)
     (next((root / "nodose").glob("RD.*")).unlink())
     (next((root / "nostruct").glob("RS.*")).unlink())
@@ -181,6 +192,12 @@ def bad_tree(tiny_cohort, tmp_path_factory):
         if rc.ReferencedROINumber == num:
             del rc.ContourSequence
     ds.save_as(str(p))
+    # duplicate name: the last ROI is renamed to the rectum's name (first one must be used)
+    p = next((root / "dupname").glob("RS.*"))
+    ds = pydicom.dcmread(str(p))
+    rect = json.loads((root / "dupname" / SIDECAR).read_text())["structure_names"]["Rectum"]
+    ds.StructureSetROISequence[-1].ROIName = rect
+    ds.save_as(str(p))
     return root
 
 
@@ -200,6 +217,7 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
         "PAT-shifted": "covers only",
         "PAT-emptyptv": "empty contour",
         "PAT-noct": "no CT series",
+        "PAT-dupname": None,
     }
     for pat, needle in expected.items():
         row = by_pat[pat]
@@ -209,6 +227,12 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
             assert row["status"] == "failed" and needle in row["errors"], (pat, row["errors"])
     err = capsys.readouterr().err
     assert "FAILED" in err
+    assert "duplicate ROI names" in by_pat["PAT-dupname"]["warnings"]
+    good = np.asarray(nib.load(str(out / by_pat["PAT-good"]["case_id"] / "masks.nii.gz")).dataobj)
+    dupl = np.asarray(nib.load(str(out / by_pat["PAT-dupname"]["case_id"] / "masks.nii.gz")).dataobj)
+    rectum = PROSTATE_SIB.index("Rectum")
+    assert good[..., rectum].any()
+    np.testing.assert_array_equal(dupl[..., rectum], good[..., rectum])  # the first (real) rectum is used
     # inference-only conversion of the case without dose
     out2 = tmp_path / "out2"
     convert_tree(bad_tree / "nodose", out2, ConvertOptions(allow_missing_dose=True))

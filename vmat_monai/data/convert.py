@@ -35,6 +35,7 @@ from vmat_monai.dicom.readers import (
     CaseFiles,
     DicomInputError,
     discover,
+    duplicate_roi_names,
     goals_to_constraints,
     read_ct,
     read_plan,
@@ -145,10 +146,10 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         warnings.append(f"{len(files.ct)} CT series; using {series} ({len(files.ct[series])} slices)")
     ct = read_ct(files.ct[series])
     warnings += ct.warnings
-    _, roi_numbers, rt = read_structures(files.rtstruct[0], ct)
+    rs_full, roi_numbers, rt = read_structures(files.rtstruct[0], ct)
     names = list(roi_numbers)
-    if len(set(n.strip().lower() for n in names)) != len(names):
-        dup = sorted({n for n in names if [m.strip().lower() for m in names].count(n.strip().lower()) > 1})
+    dup = duplicate_roi_names(rs_full)
+    if dup:
         warnings.append(f"duplicate ROI names {dup}; the first of each is used")
     match = matcher.match(names, sset, extra=(sset.body,))
     for canon, cands in match.duplicates.items():

@@ -213,8 +213,17 @@ def read_structures(rs_path: Path, ct: CTVolume) -> tuple[Dataset, dict[str, int
         )
     names: dict[str, int] = {}
     for r in ds.StructureSetROISequence:
-        names[str(r.ROIName)] = int(r.ROINumber)
+        names.setdefault(str(r.ROIName), int(r.ROINumber))  # duplicate names: the first one is used
     return ds, names, RTStruct(ct.datasets, ds)
+
+
+def duplicate_roi_names(ds: Dataset) -> list[str]:
+    """ROI names that occur more than once in an RTSTRUCT (compared case-insensitively)."""
+    seen: dict[str, int] = {}
+    for r in ds.StructureSetROISequence:
+        key = str(r.ROIName).strip().lower()
+        seen[key] = seen.get(key, 0) + 1
+    return sorted(k for k, n in seen.items() if n > 1)
 
 
 def roi_mask(rt: Any, name: str, ct: CTVolume) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["main"]
@@ -22,10 +23,26 @@ class UserError(Exception):
     """A problem with the user's input, reported on one line without a traceback."""
 
 
-def _progress_bar(total: int, desc: str):
+@contextmanager
+def _progress(desc: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A tqdm progress bar driven by the library's ``progress(done, total, case)`` callbacks."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="case", dynamic_ncols=True, file=sys.stderr)
+    bar = None
+
+    def update(done: int, total: int, case: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="case", dynamic_ncols=True, file=sys.stderr)
+        bar.n = done
+        bar.set_postfix_str(case)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -35,28 +52,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         raise UserError(f"--cases must be at least 1 (got {args.cases})")
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
-    bar = _progress_bar(args.cases, "synth")
-
-    def progress(done: int, total: int, case: str) -> None:
-        bar.n = done
-        bar.set_postfix_str(case)
-        bar.refresh()
-
     try:
-        manifest = generate_cohort(
-            args.out,
-            args.cases,
-            seed=args.seed,
-            settings=CohortSettings.full_size() if args.full_size else CohortSettings(),
-            overwrite=args.overwrite,
-            resume=args.resume,
-            workers=args.workers,
-            progress=progress,
-        )
+        with _progress("synth") as progress:
+            manifest = generate_cohort(
+                args.out,
+                args.cases,
+                seed=args.seed,
+                settings=CohortSettings.full_size() if args.full_size else CohortSettings(),
+                overwrite=args.overwrite,
+                resume=args.resume,
+                workers=args.workers,
+                progress=progress,
+            )
     except (FileExistsError, PermissionError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    finally:
-        bar.close()
     _print_cohort(manifest)
     print(f"cohort: {Path(args.out).resolve()} ({len(manifest['cases'])} cases)")
     if manifest["failed"]:
@@ -96,23 +105,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
     )
-    bar = None
-
-    def progress(done: int, total: int, case: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _progress_bar(total, "convert")
-        bar.n = done
-        bar.set_postfix_str(case)
-        bar.refresh()
-
     try:
-        summary = convert_tree(args.input, args.output, opts, workers=args.workers, progress=progress)
+        with _progress("convert") as progress:
+            summary = convert_tree(args.input, args.output, opts, workers=args.workers, progress=progress)
     except (DicomInputError, ValueError, KeyError) as exc:
         raise UserError(str(exc).strip('"')) from None
-    finally:
-        if bar is not None:
-            bar.close()
     for row in summary["cases"]:
         if row["status"] == "failed":
             print(f"FAILED {row['case_id']}: {row['errors']}", file=sys.stderr)

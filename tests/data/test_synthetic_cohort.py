@@ -9,9 +9,10 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from vmat_monai.data.synthetic.check import check_case, read_dose_gy
+from vmat_monai.data.synthetic.check import check_case
 from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, generate_case
 from vmat_monai.data.synthetic.naming import HELPER_NAMES, NAME_VARIANTS
+from vmat_monai.dicom.readers import read_rtdose
 from vmat_monai.geometry import Grid
 
 
@@ -135,7 +136,7 @@ def test_dose_is_zero_outside_body_and_conforms_to_ptv70(tiny_cohort):
 
     for case in _cases(tiny_cohort):
         side = _sidecar(case)
-        dose, dgrid = read_dose_gy(next(case.glob("RD.*.dcm")))
+        dose, dgrid, _ = read_rtdose(next(case.glob("RD.*.dcm")))
         rt = RTStructBuilder.create_from(str(case / "CT"), str(next(case.glob("RS.*.dcm"))))
         ct = Grid(*(tuple(side["ct_grid"][k]) for k in ("origin", "spacing", "shape")))
 

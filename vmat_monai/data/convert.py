@@ -17,33 +17,36 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector
+from vmat_monai.atomic import atomic_dir, write_text_atomic
+from vmat_monai.constraints import CONSTRAINT_LAYOUT, SOURCE_PLAN, ConstraintVector
 from vmat_monai.dicom.readers import (
     CaseFiles,
     DicomInputError,
     discover,
     duplicate_roi_names,
     goals_to_constraints,
+    load_rtstruct,
     read_ct,
     read_plan,
     read_rtdose_on,
     read_structures,
+    referenced_ct_series,
     roi_mask,
 )
 from vmat_monai.geometry import Grid
+from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import NameMatcher, StructureSet, get_structure_set
 
 __all__ = ["ConvertOptions", "convert_case", "convert_tree", "make_datalist", "save_nifti"]
@@ -128,27 +131,16 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         raise DicomInputError(f"no RTSTRUCT in {files.folder}: export the structure set")
     if len(files.rtstruct) > 1:
         warnings.append(f"{len(files.rtstruct)} RTSTRUCT files; using {files.rtstruct[0].name}")
-    import pydicom
-
-    rs_ds = pydicom.dcmread(str(files.rtstruct[0]), stop_before_pixels=True)
-    ref_series = None
-    try:
-        ref_series = str(
-            rs_ds.ReferencedFrameOfReferenceSequence[0]
-            .RTReferencedStudySequence[0]
-            .RTReferencedSeriesSequence[0]
-            .SeriesInstanceUID
-        )
-    except (AttributeError, IndexError):
-        pass
+    rs_ds = load_rtstruct(files.rtstruct[0])
+    ref_series = referenced_ct_series(rs_ds)
     series = ref_series if ref_series in files.ct else max(files.ct, key=lambda s: len(files.ct[s]))
     if len(files.ct) > 1:
         warnings.append(f"{len(files.ct)} CT series; using {series} ({len(files.ct[series])} slices)")
     ct = read_ct(files.ct[series])
     warnings += ct.warnings
-    rs_full, roi_numbers, rt = read_structures(files.rtstruct[0], ct)
+    roi_numbers, rt = read_structures(rs_ds, ct)
     names = list(roi_numbers)
-    dup = duplicate_roi_names(rs_full)
+    dup = duplicate_roi_names(rs_ds)
     if dup:
         warnings.append(f"duplicate ROI names {dup}; the first of each is used")
     match = matcher.match(names, sset, extra=(sset.body,))
@@ -199,9 +191,11 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         plan_goals = goals_to_constraints(plan.goals, roi_canonical)
     else:
         warnings.append("no RTPLAN: prescription, fractions and goals from the protocol defaults")
-    target_presence = {}
-    for spec_key, target in (("ptv70", "PTV70"), ("ptv56", "PTV56"), ("ptv50_4", "PTV50.4")):
-        target_presence[spec_key] = float(prescription.get(target, 0.0)) if target in original else 0.0
+    target_presence = {
+        spec.key: float(prescription.get(spec.structure, 0.0)) if spec.structure in original else 0.0
+        for spec in CONSTRAINT_LAYOUT
+        if spec.kind == "target"
+    }
     cv = ConstraintVector.from_goals(plan_goals, SOURCE_PLAN).with_values(target_presence, "structures")
 
     # dose
@@ -234,12 +228,7 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         if pd95 is not None and abs(pd95 - prescription[primary]) > 0.05 * prescription[primary]:
             warnings.append(f"{primary} D95 {pd95:.2f} Gy differs from the prescription by more than 5 %")
 
-    # write atomically
-    final = out_dir / case_id
-    tmp = out_dir / f".tmp-{case_id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out_dir / case_id) as tmp:
         save_nifti(np.clip(np.rint(ct.hu), -32768, 32767), ct.grid, tmp / "ct.nii.gz", np.int16)
         save_nifti(masks, ct.grid, tmp / "masks.nii.gz", np.uint8)
         save_nifti(body, ct.grid, tmp / "body.nii.gz", np.uint8)
@@ -274,11 +263,6 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
             info["dose"]["files"] = len(info["dose"].get("files", []))
             info["warnings"] = [_scrub(w, files) for w in warnings]
         (tmp / CASE_JSON).write_text(json.dumps(info, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return _qa_row(info, "converted")
 
 
@@ -359,9 +343,7 @@ def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
         **{k: [entry(c) for c in v] for k, v in parts.items()},
         "inference": [entry(c["case_id"]) for c in cases if not c["has_dose"]],
     }
-    tmp = out_dir / ".datalist.json.tmp"
-    tmp.write_text(json.dumps(datalist, indent=2))
-    os.replace(tmp, out_dir / "datalist.json")
+    write_text_atomic(out_dir / "datalist.json", json.dumps(datalist, indent=2))
     return datalist
 
 
@@ -395,22 +377,11 @@ def convert_tree(
     if progress:
         progress(done, len(cases), "")
     t0 = time.perf_counter()
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = [pool.submit(_convert_worker, (f, str(out), opts)) for f in todo]
-            for fut in as_completed(futs):
-                row = fut.result()
-                rows.append(row)
-                done += 1
-                if progress:
-                    progress(done, len(cases), row["case_id"])
-    else:
-        for f in todo:
-            row = _convert_worker((f, str(out), opts))
-            rows.append(row)
-            done += 1
-            if progress:
-                progress(done, len(cases), row["case_id"])
+    for row in map_unordered(_convert_worker, [(f, str(out), opts) for f in todo], workers):
+        rows.append(row)
+        done += 1
+        if progress:
+            progress(done, len(cases), row["case_id"])
     seconds = time.perf_counter() - t0
     rows.sort(key=lambda r: r["case_id"])
     datalist = make_datalist(out, opts)
@@ -425,12 +396,13 @@ def convert_tree(
         "split": {k: len(datalist[k]) for k in ("training", "validation", "test", "inference")},
         "cases": rows,
     }
-    (out / "qa_report.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "qa_report.json", json.dumps(summary, indent=2))
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(out / "qa_report.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(out / "qa_report.csv", buf.getvalue())
     return summary

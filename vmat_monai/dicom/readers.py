@@ -25,14 +25,17 @@ __all__ = [
     "DicomInputError",
     "PlanInfo",
     "discover",
+    "duplicate_roi_names",
+    "goals_to_constraints",
+    "load_rtstruct",
     "read_ct",
     "read_plan",
+    "read_rtdose",
     "read_rtdose_on",
     "read_structures",
+    "referenced_ct_series",
+    "roi_mask",
 ]
-
-CT_SOP = "1.2.840.10008.5.1.4.1.1.2"
-ENHANCED_CT_SOP = "1.2.840.10008.5.1.4.1.1.2.1"
 
 
 class DicomInputError(Exception):
@@ -46,7 +49,6 @@ class CaseFiles:
     study_uid: str
     patient_id: str
     ct: dict[str, list[Path]] = field(default_factory=dict)  # series UID -> files
-    ct_frame: dict[str, str] = field(default_factory=dict)  # series UID -> frame of reference
     rtstruct: list[Path] = field(default_factory=list)
     rtplan: list[Path] = field(default_factory=list)
     rtdose: list[Path] = field(default_factory=list)
@@ -81,7 +83,7 @@ def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
         if path.name.startswith("."):
             continue
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=None)
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
             modality = str(ds.get("Modality", ""))
             study = str(ds.StudyInstanceUID)
         except Exception as exc:
@@ -94,7 +96,6 @@ def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
         if modality == "CT":
             series = str(ds.SeriesInstanceUID)
             case.ct.setdefault(series, []).append(path)
-            case.ct_frame[series] = str(ds.get("FrameOfReferenceUID", ""))
         elif modality == "RTSTRUCT":
             case.rtstruct.append(path)
         elif modality == "RTPLAN":
@@ -195,26 +196,44 @@ def files_hint(dss: list[Dataset]) -> str:
 # -- RTSTRUCT ---------------------------------------------------------------------------------
 
 
-def read_structures(rs_path: Path, ct: CTVolume) -> tuple[Dataset, dict[str, int], Any]:
-    """Open an RTSTRUCT against the CT: (dataset, ROI name -> number, rt-utils RTStruct)."""
+def load_rtstruct(path: Path) -> Dataset:
+    """Read and validate an RTSTRUCT file."""
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as exc:
+        raise DicomInputError(f"{path}: unreadable RTSTRUCT ({exc}); re-export it") from None
+    if "StructureSetROISequence" not in ds or "ROIContourSequence" not in ds:
+        raise DicomInputError(f"{path}: RTSTRUCT without StructureSetROISequence/ROIContourSequence")
+    return ds
+
+
+def referenced_ct_series(ds: Dataset) -> str | None:
+    """SeriesInstanceUID of the CT an RTSTRUCT was drawn on, if it says."""
+    try:
+        return str(
+            ds.ReferencedFrameOfReferenceSequence[0]
+            .RTReferencedStudySequence[0]
+            .RTReferencedSeriesSequence[0]
+            .SeriesInstanceUID
+        )
+    except (AttributeError, IndexError):
+        return None
+
+
+def read_structures(ds: Dataset, ct: CTVolume) -> tuple[dict[str, int], Any]:
+    """Open a loaded RTSTRUCT against the CT: (ROI name -> number, rt-utils RTStruct)."""
     from rt_utils.rtstruct import RTStruct
 
-    try:
-        ds = pydicom.dcmread(str(rs_path))
-    except Exception as exc:
-        raise DicomInputError(f"{rs_path}: unreadable RTSTRUCT ({exc}); re-export it") from None
-    if "StructureSetROISequence" not in ds or "ROIContourSequence" not in ds:
-        raise DicomInputError(f"{rs_path}: RTSTRUCT without StructureSetROISequence/ROIContourSequence")
     frames = {str(r.FrameOfReferenceUID) for r in ds.get("ReferencedFrameOfReferenceSequence", [])}
     if ct.frame_uid and frames and ct.frame_uid not in frames:
         raise DicomInputError(
-            f"{rs_path}: RTSTRUCT frame of reference {sorted(frames)} differs from the CT's {ct.frame_uid}; "
+            f"{ds.filename}: RTSTRUCT frame of reference {sorted(frames)} differs from the CT's {ct.frame_uid}; "
             "export the structures drawn on this CT"
         )
     names: dict[str, int] = {}
     for r in ds.StructureSetROISequence:
         names.setdefault(str(r.ROIName), int(r.ROINumber))  # duplicate names: the first one is used
-    return ds, names, RTStruct(ct.datasets, ds)
+    return names, RTStruct(ct.datasets, ds)
 
 
 def duplicate_roi_names(ds: Dataset) -> list[str]:
@@ -238,9 +257,9 @@ def roi_mask(rt: Any, name: str, ct: CTVolume) -> np.ndarray:
 # -- RTDOSE -----------------------------------------------------------------------------------
 
 
-def _dose_image(path: Path) -> tuple[Any, Dataset]:
-    import SimpleITK as sitk
-
+def read_rtdose(path: str | Path) -> tuple[np.ndarray, Grid, Dataset]:
+    """Dose in Gy ([z, y, x]), its axis-aligned grid and the dataset, with units and values checked."""
+    path = Path(path)
     try:
         ds = pydicom.dcmread(str(path))
         arr = ds.pixel_array
@@ -269,10 +288,18 @@ def _dose_image(path: Path) -> tuple[Any, Dataset]:
         raise DicomInputError(f"{path}: non-uniform dose frame spacing; resample the dose grid")
     ipp = [float(v) for v in ds.ImagePositionPatient]
     row, col = (float(v) for v in ds.PixelSpacing)
-    img = sitk.GetImageFromArray(dose.astype(np.float32))
-    img.SetOrigin((ipp[0], ipp[1], ipp[2] + offsets[0]))
-    img.SetSpacing((col, row, float(dz[0]) if dose.shape[0] > 1 else float(ds.get("SliceThickness", 1.0) or 1.0)))
-    return img, ds
+    step = float(dz[0]) if dose.shape[0] > 1 else float(ds.get("SliceThickness", 1.0) or 1.0)
+    grid = Grid((ipp[0], ipp[1], ipp[2] + offsets[0]), (col, row, step), dose.shape)  # type: ignore[arg-type]
+    return dose, grid, ds
+
+
+def _sitk_image(array_zyx: np.ndarray, grid: Grid) -> Any:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.asarray(array_zyx, dtype=np.float32))
+    img.SetOrigin(tuple(float(v) for v in grid.origin))
+    img.SetSpacing(tuple(float(v) for v in grid.spacing))
+    return img
 
 
 def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[str, Any]]:
@@ -283,16 +310,17 @@ def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[st
     """
     import SimpleITK as sitk
 
-    images = [(p, *_dose_image(p)) for p in paths]
+    images = []
+    for p in paths:
+        dose, grid, ds = read_rtdose(p)
+        images.append((p, _sitk_image(dose, grid), ds))
     for p, _, ds in images:
         fr = str(ds.get("FrameOfReferenceUID", ""))
         if ct.frame_uid and fr and fr != ct.frame_uid:
             raise DicomInputError(f"{p}: RTDOSE frame of reference {fr} differs from the CT's {ct.frame_uid}")
     plan_sums = [x for x in images if str(x[2].get("DoseSummationType", "")).upper() == "PLAN"]
     used = plan_sums[:1] if plan_sums else images
-    ref = sitk.GetImageFromArray(np.zeros(ct.hu.shape, np.float32))
-    ref.SetOrigin(tuple(float(v) for v in ct.grid.origin))
-    ref.SetSpacing(tuple(float(v) for v in ct.grid.spacing))
+    ref = _sitk_image(np.zeros(ct.hu.shape, np.float32), ct.grid)
     total = np.zeros(ct.hu.shape, np.float64)
     for _, img, _ in used:
         res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)

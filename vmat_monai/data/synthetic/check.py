@@ -16,23 +16,10 @@ import pydicom
 from scipy import ndimage
 
 from vmat_monai.data.synthetic.cohort import SIDECAR
+from vmat_monai.dicom.readers import read_rtdose
 from vmat_monai.geometry import Grid
 
-__all__ = ["check_case", "check_cohort", "read_dose_gy"]
-
-
-def read_dose_gy(path: str | Path) -> tuple[np.ndarray, Grid]:
-    """Dose in Gy ([z, y, x]) and its grid from an axis-aligned RTDOSE file."""
-    ds = pydicom.dcmread(str(path))
-    dose = ds.pixel_array.astype(np.float64) * float(ds.DoseGridScaling)
-    if dose.ndim == 2:
-        dose = dose[None]
-    offsets = np.asarray(ds.GridFrameOffsetVector, dtype=float)
-    dz = float(offsets[1] - offsets[0]) if len(offsets) > 1 else float(ds.get("SliceThickness", 1.0))
-    ipp = [float(v) for v in ds.ImagePositionPatient]
-    origin = (ipp[0], ipp[1], ipp[2] + float(offsets[0]))
-    row, col = (float(v) for v in ds.PixelSpacing)
-    return dose, Grid(origin, (col, row, dz), tuple(dose.shape))  # type: ignore[arg-type]
+__all__ = ["check_case", "check_cohort"]
 
 
 def check_case(case_dir: str | Path) -> dict[str, Any]:
@@ -54,7 +41,7 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
     rs = next(case_dir.glob("RS.*.dcm"))
     rt = RTStructBuilder.create_from(str(case_dir / "CT"), str(rs))
     names = side["structure_names"]
-    dose, dgrid = read_dose_gy(next(case_dir.glob("RD.*.dcm")))
+    dose, dgrid, _ = read_rtdose(next(case_dir.glob("RD.*.dcm")))
 
     def on_ct(canon: str) -> np.ndarray:
         m = rt.get_roi_mask_by_name(names[canon]).transpose(2, 0, 1)  # rt-utils: [row, col, slice]

@@ -20,7 +20,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from vmat_monai.atomic import atomic_dir, write_text_atomic
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.data.synthetic.anatomy import Phantom, helper_masks, rasterise, sample_pelvis
 from vmat_monai.data.synthetic.dose_model import ArcModel, compute_plan_dose, hu_to_density
@@ -38,6 +38,7 @@ from vmat_monai.dicom.rtdose import write_rtdose
 from vmat_monai.dicom.rtplan import PlanGoal, PlanTarget, write_rtplan
 from vmat_monai.dicom.rtstruct import write_rtstruct
 from vmat_monai.geometry import Grid
+from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB
 
 __all__ = ["CohortSettings", "generate_case", "generate_cohort", "sample_goals"]
@@ -204,13 +205,7 @@ def generate_case(
     on_ct = {k: _sample_on(dose, dgrid, ct, masks[k]) for k in present if k != "BODY" and masks[k].any()}
     achieved = _metrics(on_ct, ct.voxel_volume_cc)
 
-    out_dir = Path(out_dir)
-    final = out_dir / case_id
-    tmp = out_dir / f".tmp-{case_id}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(Path(out_dir) / case_id) as tmp:
         study = StudyInfo(
             patient_name=f"SYNTH^{case_id}",
             patient_id=case_id,
@@ -281,12 +276,6 @@ def generate_case(
             "seconds": round(time.perf_counter() - t0, 2),
         }
         (tmp / SIDECAR).write_text(json.dumps(summary, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
@@ -393,22 +382,14 @@ def generate_cohort(
         progress(done, n_cases, "")
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     jobs = [(i, seed, str(out), settings, threads) for i in todo]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_case_worker, j) for j in jobs]
-            for fut in as_completed(futures):
-                i, summ, err = fut.result()
-                done += 1
-                _record(i, summ, err, summaries, failed)
-                if progress:
-                    progress(done, n_cases, f"SYN{i:04d}")
-    else:
-        for j in jobs:
-            i, summ, err = _case_worker(j)
-            done += 1
-            _record(i, summ, err, summaries, failed)
-            if progress:
-                progress(done, n_cases, f"SYN{i:04d}")
+    for i, summ, err in map_unordered(_case_worker, jobs, workers):
+        done += 1
+        if summ is not None:
+            summaries[i] = summ
+        else:
+            failed[f"SYN{i:04d}"] = err or "unknown error"
+        if progress:
+            progress(done, n_cases, f"SYN{i:04d}")
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "generator": "vmat-monai synth",
@@ -421,16 +402,5 @@ def generate_cohort(
         ],
         "failed": failed,
     }
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, manifest_path)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=2))
     return manifest
-
-
-def _record(
-    i: int, summ: dict[str, Any] | None, err: str | None, summaries: dict[int, dict[str, Any]], failed: dict[str, str]
-) -> None:
-    if summ is not None:
-        summaries[i] = summ
-    else:
-        failed[f"SYN{i:04d}"] = err or "unknown error"

@@ -104,6 +104,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         keep_phi=args.keep_phi,
         overwrite=args.overwrite,
         seed=args.seed,
+        source_format=args.format,
     )
     try:
         with _progress("convert") as progress:
@@ -157,6 +158,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
         overwrite=args.fresh,
         seed=args.seed,
         workers=args.workers,
+        format="dicom",
     )
     rc = _cmd_convert(conv_args) or rc
     return rc or (0 if ok == len(report) else 1)
@@ -179,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="DICOM-RT folders -> case folders, datalist.json and a QA report")
     c.add_argument("--input", required=True, help="root folder of DICOM-RT exports (any layout)")
     c.add_argument("--output", required=True, help="data folder to write")
+    c.add_argument(
+        "--format",
+        choices=["dicom", "npz"],
+        default="dicom",
+        help="dicom: DICOM-RT exports; npz: the original research code's NPZ cases (trusted files only)",
+    )
     c.add_argument("--structure-set", default="prostate_sib", help="structure set name or JSON file")
     c.add_argument("--mapping", default=None, help="structure-name mapping JSON (default: oar_mapping.json)")
     c.add_argument("--allow-missing-dose", action="store_true", help="convert cases without RTDOSE (inference only)")

@@ -76,6 +76,10 @@ class Grid:
         a[:3, 3] = self.origin
         return a
 
+    def affine_ras(self) -> np.ndarray:
+        """4×4 matrix from (x_index, y_index, z_index) to RAS mm (NIfTI/MONAI convention)."""
+        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.affine_lps()
+
     def world_to_index(self, pts: np.ndarray) -> np.ndarray:
         """Continuous indices (z, y, x) of LPS points ``pts[..., (x, y, z)]``."""
         p = np.asarray(pts, dtype=np.float64)

@@ -244,3 +244,69 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def _write_research_npz(case_dir, path, crop=(3, 5, 2)):
+    """A research-format NPZ (v2.3 layout) built from one of our converted case folders."""
+    ct = np.asarray(nib.load(str(case_dir / "ct.nii.gz")).dataobj).astype(np.float32)  # x, y, z
+    dose = np.asarray(nib.load(str(case_dir / "dose.nii.gz")).dataobj)
+    masks = np.asarray(nib.load(str(case_dir / "masks.nii.gz")).dataobj)  # x, y, z, c
+    info = json.loads((case_dir / "case.json").read_text())
+    sp = info["spacing_mm"]  # x, y, z
+    np.savez_compressed(
+        path,
+        ct=(np.clip(ct, -1000, 3000) / 4000 + 0.5).transpose(1, 0, 2).astype(np.float32),  # (Y, X, Z)
+        dose=(dose / 70.0).transpose(1, 0, 2).astype(np.float32),
+        masks=masks.transpose(3, 1, 0, 2).astype(np.uint8),
+        masks_sdf=np.zeros((8, *ct.shape), np.float32),
+        constraints=np.asarray(info["constraints"]["vector"], np.float32),
+        metadata={
+            "voxel_spacing_mm": (sp[1], sp[0], sp[2]),
+            "normalization_dose_gy": 70.0,
+            "crop_box": {"y_start": crop[0], "x_start": crop[1], "z_start": crop[2]},
+        },
+    )
+    return ct, dose, masks, info
+
+
+def test_research_npz_cases_convert_to_the_same_case_folder(converted, tmp_path):
+    out, _ = converted
+    case_dir = next(p for p in sorted(out.glob("case_*")) if (p / "case.json").exists())
+    src = tmp_path / "npz"
+    src.mkdir()
+    ct, dose, masks, info = _write_research_npz(case_dir, src / "PATIENT_7.npz")
+    summary = convert_tree(src, tmp_path / "data", ConvertOptions(source_format="npz"))
+    assert summary["converted"] == 1 and summary["failed"] == 0
+    (new,) = [p for p in (tmp_path / "data").iterdir() if p.is_dir()]
+    assert "PATIENT_7" not in new.name
+    np.testing.assert_allclose(np.asarray(nib.load(str(new / "ct.nii.gz")).dataobj), np.clip(ct, -1000, 3000), atol=1)
+    np.testing.assert_allclose(np.asarray(nib.load(str(new / "dose.nii.gz")).dataobj), dose, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(nib.load(str(new / "masks.nii.gz")).dataobj), masks)
+    new_info = json.loads((new / "case.json").read_text())
+    np.testing.assert_allclose(new_info["constraints"]["vector"], info["constraints"]["vector"], rtol=1e-6)
+    assert new_info["spacing_mm"] == pytest.approx(info["spacing_mm"])
+    assert new_info["qa"]["PTV70_D95"] == pytest.approx(info["qa"]["PTV70_D95"], abs=0.01)
+    # the NIfTI affine has the same voxel size and orientation as the DICOM-converted case
+    a_new = nib.load(str(new / "ct.nii.gz")).affine
+    a_ref = nib.load(str(case_dir / "ct.nii.gz")).affine
+    np.testing.assert_allclose(a_new[:3, :3], a_ref[:3, :3])
+
+
+def test_bad_research_npz_is_reported(tmp_path):
+    src = tmp_path / "npz"
+    src.mkdir()
+    np.savez(
+        src / "a.npz",
+        ct=np.zeros((4, 4, 4)),
+        dose=np.zeros((4, 4, 3)),
+        masks=np.zeros((8, 4, 4, 4)),
+        constraints=np.zeros(13),
+    )
+    np.savez(src / "b.npz", ct=np.zeros((4, 4, 4)))
+    (src / "c.npz").write_bytes(b"broken")
+    summary = convert_tree(src, tmp_path / "data", ConvertOptions(source_format="npz"))
+    errors = sorted(r["errors"] for r in summary["cases"])
+    assert summary["failed"] == 3
+    assert any("do not match" in e for e in errors)
+    assert any("lacks" in e for e in errors)
+    assert any("unreadable NPZ" in e for e in errors)

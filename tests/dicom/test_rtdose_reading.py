@@ -83,3 +83,25 @@ def test_relative_dose_and_other_frames_are_refused(tmp_path):
     ds.save_as(str(tmp_path / "frame.dcm"))
     with pytest.raises(DicomInputError, match="frame of reference"):
         read_rtdose_on([tmp_path / "frame.dcm"], _ct())
+
+
+def test_monai_loadimage_reads_rtdose_in_gy_with_the_right_geometry(tmp_path):
+    from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd
+
+    from vmat_monai.dicom.monai_readers import RTDoseReader
+
+    path = _write(tmp_path, "RD.dcm", _field(DOSE_GRID))
+    assert RTDoseReader().verify_suffix(path)
+    d = LoadImaged("dose", reader=RTDoseReader())({"dose": str(path)})
+    d = Orientationd("dose", "RAS")(EnsureChannelFirstd("dose")(d))
+    img = d["dose"]
+    assert img.shape == (1, *DOSE_GRID.shape[::-1])
+    affine = np.asarray(img.affine)
+    rng = np.random.default_rng(0)
+    for ijk in rng.integers(0, DOSE_GRID.shape[::-1], size=(20, 3)):
+        r, a, s = (affine @ np.array([*ijk, 1.0]))[:3]
+        # RAS -> LPS: x = -R, y = -A
+        assert float(img[0][tuple(ijk)]) == pytest.approx(ramp(-r, -a, s), abs=1e-4)
+    ct_file = tmp_path / "not_dose.dcm"
+    ct_file.write_bytes(b"not dicom")
+    assert not RTDoseReader().verify_suffix(ct_file)

@@ -31,6 +31,7 @@ import numpy as np
 
 from vmat_monai.atomic import atomic_dir, write_text_atomic
 from vmat_monai.constraints import CONSTRAINT_LAYOUT, SOURCE_PLAN, ConstraintVector
+from vmat_monai.data.research_npz import npz_case_id, read_research_npz
 from vmat_monai.dicom.readers import (
     CaseFiles,
     DicomInputError,
@@ -47,9 +48,9 @@ from vmat_monai.dicom.readers import (
 )
 from vmat_monai.geometry import Grid
 from vmat_monai.parallel import map_unordered
-from vmat_monai.structures import NameMatcher, StructureSet, get_structure_set
+from vmat_monai.structures import PROSTATE_SIB, NameMatcher, StructureSet, get_structure_set
 
-__all__ = ["ConvertOptions", "convert_case", "convert_tree", "make_datalist", "save_nifti"]
+__all__ = ["ConvertOptions", "convert_case", "convert_tree", "make_datalist", "save_nifti", "write_case_folder"]
 
 CASE_JSON = "case.json"
 SCHEMA_VERSION = 1
@@ -67,6 +68,7 @@ class ConvertOptions:
         overwrite: re-convert finished cases.
         seed: seed of the train/validation/test split.
         split: fractions (training, validation, test).
+        source_format: ``"dicom"`` (DICOM-RT folders) or ``"npz"`` (the research code's NPZ cases).
     """
 
     structure_set: str = "prostate_sib"
@@ -76,12 +78,7 @@ class ConvertOptions:
     overwrite: bool = False
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-
-
-def grid_affine_ras(grid: Grid) -> np.ndarray:
-    """Affine from (i, j, k) = (x, y, z) voxel indices to RAS mm for an LPS axis-aligned grid."""
-    a = grid.affine_lps()
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ a
+    source_format: str = "dicom"
 
 
 def save_nifti(array_zyx: np.ndarray, grid: Grid, path: Path, dtype: type = np.float32) -> None:
@@ -90,7 +87,7 @@ def save_nifti(array_zyx: np.ndarray, grid: Grid, path: Path, dtype: type = np.f
 
     arr = np.asarray(array_zyx)
     data = arr.transpose(2, 1, 0) if arr.ndim == 3 else arr.transpose(3, 2, 1, 0)
-    img = nib.Nifti1Image(np.ascontiguousarray(data.astype(dtype)), grid_affine_ras(grid))
+    img = nib.Nifti1Image(np.ascontiguousarray(data.astype(dtype)), grid.affine_ras())
     img.header.set_xyzt_units("mm")
     tmp = path.with_name(".tmp-" + path.name)
     nib.save(img, str(tmp))
@@ -219,51 +216,118 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
     else:
         warnings.append("no RTDOSE: converted for inference only")
 
-    qa: dict[str, Any] = {}
-    if dose is not None:
-        for t, rx in sset.targets.items():
-            if t in original:
-                qa.update({f"{t}_{k}": round(v, 4) for k, v in _dvh_metrics(dose, masks[sset.index(t)], rx).items()})
-        pd95 = qa.get(f"{primary}_D95")
-        if pd95 is not None and abs(pd95 - prescription[primary]) > 0.05 * prescription[primary]:
-            warnings.append(f"{primary} D95 {pd95:.2f} Gy differs from the prescription by more than 5 %")
-
-    with atomic_dir(out_dir / case_id) as tmp:
-        save_nifti(np.clip(np.rint(ct.hu), -32768, 32767), ct.grid, tmp / "ct.nii.gz", np.int16)
-        save_nifti(masks, ct.grid, tmp / "masks.nii.gz", np.uint8)
-        save_nifti(body, ct.grid, tmp / "body.nii.gz", np.uint8)
-        if dose is not None:
-            save_nifti(dose, ct.grid, tmp / "dose.nii.gz", np.float32)
-        info = {
-            "schema_version": SCHEMA_VERSION,
-            "case_id": case_id,
-            "structure_set": sset.name,
-            "channels": list(sset.channels),
-            "prescription_gy": prescription,
-            "primary_prescription_gy": float(prescription[primary]),
-            "fractions": fractions,
-            "constraints": cv.to_dict(),
-            "structures_found": original,
-            "structures_missing": missing,
-            "unmatched_names": match.unmatched,
-            "helper_names": match.helpers,
-            "spacing_mm": list(ct.grid.spacing),
-            "shape_zyx": list(ct.grid.shape),
-            "has_dose": dose is not None,
-            "dose": dose_info,
-            "qa": qa,
-            "warnings": warnings,
-            "source_hash": hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
-        }
-        if opts.keep_phi:
-            info["patient_id"] = files.patient_id
-            info["study_uid"] = files.study_uid
-            info["source_folder"] = str(files.folder)
-        else:
-            info["dose"]["files"] = len(info["dose"].get("files", []))
-            info["warnings"] = [_scrub(w, files) for w in warnings]
-        (tmp / CASE_JSON).write_text(json.dumps(info, indent=2))
+    qa = _target_qa(dose, masks, sset, original, prescription, warnings) if dose is not None else {}
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "case_id": case_id,
+        "source_format": "dicom",
+        "structure_set": sset.name,
+        "channels": list(sset.channels),
+        "prescription_gy": prescription,
+        "primary_prescription_gy": float(prescription[primary]),
+        "fractions": fractions,
+        "constraints": cv.to_dict(),
+        "structures_found": original,
+        "structures_missing": missing,
+        "unmatched_names": match.unmatched,
+        "helper_names": match.helpers,
+        "spacing_mm": list(ct.grid.spacing),
+        "shape_zyx": list(ct.grid.shape),
+        "has_dose": dose is not None,
+        "dose": dose_info,
+        "qa": qa,
+        "warnings": warnings,
+        "source_hash": hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
+    }
+    if opts.keep_phi:
+        info["patient_id"] = files.patient_id
+        info["study_uid"] = files.study_uid
+        info["source_folder"] = str(files.folder)
+    else:
+        info["dose"]["files"] = len(info["dose"].get("files", []))
+        info["warnings"] = [_scrub(w, files) for w in warnings]
+    write_case_folder(out_dir, info, ct.hu, ct.grid, masks, body, dose)
     return _qa_row(info, "converted")
+
+
+def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
+    """Convert one research NPZ case (see vmat_monai.data.research_npz) to a case folder."""
+    sset = get_structure_set(opts.structure_set)
+    if sset.channels != PROSTATE_SIB.channels:
+        raise DicomInputError(f"{path}: research NPZ cases hold the prostate set; use --structure-set prostate_sib")
+    case = read_research_npz(path)
+    warnings = [*case.warnings, "no external contour in NPZ; BODY = CT > -350 HU"]
+    found = {c: c for i, c in enumerate(sset.channels) if case.masks[i].any()}
+    if sset.primary_target not in found:
+        raise DicomInputError(f"{path}: the primary target {sset.primary_target} mask is empty")
+    prescription = {t: (case.prescription_gy if t == sset.primary_target else d) for t, d in sset.targets.items()}
+    qa = _target_qa(case.dose_gy, case.masks, sset, found, prescription, warnings)
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "case_id": npz_case_id(path, opts.keep_phi),
+        "source_format": "research_npz",
+        "structure_set": sset.name,
+        "channels": list(sset.channels),
+        "prescription_gy": prescription,
+        "primary_prescription_gy": case.prescription_gy,
+        "fractions": sset.fractions,
+        "constraints": case.constraints.to_dict(),
+        "structures_found": found,
+        "structures_missing": [c for c in sset.channels if c not in found],
+        "unmatched_names": [],
+        "helper_names": [],
+        "spacing_mm": list(case.grid.spacing),
+        "shape_zyx": list(case.grid.shape),
+        "has_dose": True,
+        "dose": {"interpolation": "none (already on the CT grid in the NPZ)"},
+        "qa": qa,
+        "warnings": warnings,
+        "source_hash": hashlib.sha256(path.stem.encode()).hexdigest()[:16],
+    }
+    if opts.keep_phi:
+        info["source_file"] = str(path)
+    write_case_folder(out_dir, info, case.ct_hu, case.grid, case.masks, case.ct_hu > -350, case.dose_gy)
+    return _qa_row(info, "converted")
+
+
+def _target_qa(
+    dose: np.ndarray,
+    masks: np.ndarray,
+    sset: StructureSet,
+    found: dict[str, str],
+    prescription: dict[str, float],
+    warnings: list[str],
+) -> dict[str, float]:
+    """D95/D50/Dmean/V95% of every target present; warns when the primary D95 is off by > 5 %."""
+    qa: dict[str, float] = {}
+    for t, rx in sset.targets.items():
+        if t in found:
+            qa.update({f"{t}_{k}": round(v, 4) for k, v in _dvh_metrics(dose, masks[sset.index(t)], rx).items()})
+    primary = sset.primary_target
+    pd95 = qa.get(f"{primary}_D95")
+    if pd95 is not None and abs(pd95 - prescription[primary]) > 0.05 * prescription[primary]:
+        warnings.append(f"{primary} D95 {pd95:.2f} Gy differs from the prescription by more than 5 %")
+    return qa
+
+
+def write_case_folder(
+    out_dir: Path,
+    info: dict[str, Any],
+    ct_hu: np.ndarray,
+    grid: Grid,
+    masks: np.ndarray,
+    body: np.ndarray,
+    dose: np.ndarray | None,
+) -> Path:
+    """Write one case folder atomically: NIfTI volumes (arrays [z, y, x] on ``grid``) and case.json."""
+    with atomic_dir(out_dir / info["case_id"]) as tmp:
+        save_nifti(np.clip(np.rint(ct_hu), -32768, 32767), grid, tmp / "ct.nii.gz", np.int16)
+        save_nifti(masks, grid, tmp / "masks.nii.gz", np.uint8)
+        save_nifti(body, grid, tmp / "body.nii.gz", np.uint8)
+        if dose is not None:
+            save_nifti(dose, grid, tmp / "dose.nii.gz", np.float32)
+        (tmp / CASE_JSON).write_text(json.dumps(info, indent=2))
+    return out_dir / info["case_id"]
 
 
 def _scrub(text: str, files: CaseFiles) -> str:
@@ -285,16 +349,32 @@ def _qa_row(info: dict[str, Any], status: str) -> dict[str, Any]:
     }
 
 
-def _convert_worker(args: tuple[CaseFiles, str, ConvertOptions]) -> dict[str, Any]:
-    files, out, opts = args
-    cid = case_id_for(files, opts.keep_phi)
+def _convert_worker(args: tuple[str, CaseFiles | Path, str, ConvertOptions]) -> dict[str, Any]:
+    cid, source, out, opts = args
     try:
-        return convert_case(files, Path(out), opts)
+        if isinstance(source, Path):
+            return convert_npz_case(source, Path(out), opts)
+        return convert_case(source, Path(out), opts)
     except DicomInputError as exc:
         msg = str(exc)
     except Exception as exc:  # unexpected: still a per-case failure, never the whole batch
         msg = f"{type(exc).__name__}: {exc}"
-    return {"case_id": cid, "status": "failed", "errors": msg if opts.keep_phi else _scrub(msg, files)}
+    if not opts.keep_phi:
+        msg = _scrub(msg, source) if isinstance(source, CaseFiles) else msg.replace(str(source), "<npz file>")
+    return {"case_id": cid, "status": "failed", "errors": msg}
+
+
+def _sources(input_dir: str | Path, opts: ConvertOptions) -> tuple[list[tuple[str, CaseFiles | Path]], list[str]]:
+    """(case id, source) pairs found under ``input_dir`` and unreadable-file problems."""
+    if opts.source_format == "npz":
+        root = Path(input_dir)
+        if not root.is_dir():
+            raise DicomInputError(f"input folder {root} does not exist or is not a folder")
+        return [(npz_case_id(p, opts.keep_phi), p) for p in sorted(root.rglob("*.npz"))], []
+    if opts.source_format != "dicom":
+        raise ValueError(f"unknown --format {opts.source_format!r}: use dicom or npz")
+    cases, problems = discover(input_dir)
+    return [(case_id_for(c, opts.keep_phi), c) for c in cases], problems
 
 
 def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
@@ -354,7 +434,7 @@ def convert_tree(
     workers: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Convert every study found under ``input_dir``; returns the QA summary.
+    """Convert every study (DICOM) or NPZ file found under ``input_dir``; returns the QA summary.
 
     Finished cases are skipped unless ``opts.overwrite``; failed cases are reported and the
     others go on. The QA report (CSV and JSON) and datalist.json are written at the end.
@@ -363,21 +443,20 @@ def convert_tree(
     if Path(input_dir).resolve() == out.resolve():
         raise DicomInputError("--output must differ from --input (never write into the user's data)")
     out.mkdir(parents=True, exist_ok=True)
-    cases, problems = discover(input_dir)
+    cases, problems = _sources(input_dir, opts)
     rows: list[dict[str, Any]] = []
     todo = []
-    for files in cases:
-        cid = case_id_for(files, opts.keep_phi)
+    for cid, source in cases:
         cj = out / cid / CASE_JSON
         if cj.exists() and not opts.overwrite:
             rows.append(_qa_row(json.loads(cj.read_text()), "skipped (already converted)"))
         else:
-            todo.append(files)
+            todo.append((cid, source, str(out), opts))
     done = len(rows)
     if progress:
         progress(done, len(cases), "")
     t0 = time.perf_counter()
-    for row in map_unordered(_convert_worker, [(f, str(out), opts) for f in todo], workers):
+    for row in map_unordered(_convert_worker, todo, workers):
         rows.append(row)
         done += 1
         if progress:

@@ -22,6 +22,15 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def converted(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny cohort converted to case folders: (data folder, convert summary)."""
+    from vmat_monai.data.convert import convert_tree
+
+    out = tmp_path_factory.mktemp("converted")
+    return out, convert_tree(tiny_cohort, out)
+
+
+@pytest.fixture(scope="session")
 def dicompyler():
     """dicompyler-core (an independent DVH calculator) made importable with pydicom 3.
 

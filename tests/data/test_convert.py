@@ -17,13 +17,6 @@ from vmat_monai.data.synthetic.cohort import SIDECAR
 from vmat_monai.structures import PROSTATE_SIB
 
 
-@pytest.fixture(scope="module")
-def converted(tiny_cohort, tmp_path_factory):
-    out = tmp_path_factory.mktemp("converted")
-    summary = convert_tree(tiny_cohort, out)
-    return out, summary
-
-
 def _case_by_sidecar(tiny_cohort, out):
     """Map generated case -> converted case.json (matching by the RTSTRUCT's ROI names)."""
     pairs = []

@@ -1,0 +1,72 @@
+"""Datasets from datalist.json with the preset chains (cache, random patches, bad paths)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vmat_monai.data.datasets import load_datalist, make_dataset, preset_kwargs
+from vmat_monai.structures import PROSTATE_SIB
+from vmat_monai.transforms import train_transforms, val_transforms
+
+
+def test_preset_kwargs_come_from_the_structure_set():
+    kw = preset_kwargs("prostate_sib")
+    assert kw["target_channels"] == [PROSTATE_SIB.index("PTV70"), PROSTATE_SIB.index("PTV56")]
+    assert kw["mirror_pairs"] == [(PROSTATE_SIB.index("Femur_L"), PROSTATE_SIB.index("Femur_R"))]
+    hn = preset_kwargs("openkbp_hn")
+    assert len(hn["target_channels"]) == 3
+
+
+def test_cached_training_dataset_gives_random_patches(converted):
+    out, _ = converted
+    kw = preset_kwargs()
+    t = train_transforms(
+        kw["target_channels"], kw["mirror_pairs"], patch_size=(32, 32, 32), num_samples=2, pixdim=(4.0, 4.0, 4.0)
+    )
+    ds = make_dataset(out / "datalist.json", "training", t, cache="memory")
+    assert len(ds) >= 1
+    a, b = ds[0], ds[0]
+    assert len(a) == 2 and a[0]["input"].shape == (1 + PROSTATE_SIB.n_channels, 32, 32, 32)
+    assert not all(torch.equal(x["input"], y["input"]) for x, y in zip(a, b, strict=True))  # fresh patches
+    assert float(a[0]["dose"].max()) < 1.2  # dose / Rx
+    # the cache is shared without copies: drawing patches must never change it
+    cached = {k: ds._cache[0][k].clone() for k in ("image", "sdf", "masks", "dose")}
+    for _ in range(3):
+        for patch in ds[0]:
+            patch["input"] += 1.0  # even a caller writing into a patch leaves the cache alone
+    assert all(torch.equal(ds._cache[0][k], v) for k, v in cached.items())
+
+
+def test_validation_dataset_full_volume(converted, tmp_path):
+    out, _ = converted
+    kw = preset_kwargs()
+    ds = make_dataset(
+        out / "datalist.json",
+        "validation",
+        val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0)),
+        cache="disk",
+        cache_dir=tmp_path,
+    )
+    for item in ds:
+        ptv = item["masks"][kw["target_channels"][0]] > 0
+        assert float(item["dose"][0][ptv].mean()) == pytest.approx(1.03, abs=0.05)  # PTV70 mean ≈ 103 % Rx
+
+
+def test_wrong_path_in_datalist_names_case_and_file(converted, tmp_path):
+    out, _ = converted
+    dl = json.loads((out / "datalist.json").read_text())
+    dl["training"][0]["dose"] = "nowhere/dose.nii.gz"
+    bad = out / "bad_datalist.json"
+    bad.write_text(json.dumps(dl))
+    try:
+        with pytest.raises(FileNotFoundError, match=r"case .*dose file .*nowhere"):
+            load_datalist(bad, "training")
+    finally:
+        bad.unlink()
+    with pytest.raises(FileNotFoundError, match="run `vmat-monai convert`"):
+        load_datalist(tmp_path / "missing.json", "training")
+    with pytest.raises(KeyError, match="unknown split"):
+        load_datalist(out / "datalist.json", "train")

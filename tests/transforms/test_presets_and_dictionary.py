@@ -1,0 +1,178 @@
+"""Dictionary transforms and preset chains on small NIfTI cases (alignment, inversion, MONAI stock use)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vmat_monai.data.convert import save_nifti
+from vmat_monai.geometry import Grid
+from vmat_monai.structures import PROSTATE_SIB
+from vmat_monai.transforms import (
+    ConstraintToChannelsd,
+    ConstraintVectord,
+    DoseToRelatived,
+    RandFlipPairsd,
+    SignedDistanced,
+    train_transforms,
+    val_transforms,
+)
+
+TARGETS = [PROSTATE_SIB.index(t) for t in PROSTATE_SIB.targets]
+PAIRS = [(PROSTATE_SIB.index(a), PROSTATE_SIB.index(b)) for a, b in PROSTATE_SIB.mirror_pairs]
+MARK = (14, 20, 17)  # [z, y, x] of the marker voxel
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A 30×36×40 case at 2.5 mm with a marker voxel shared by CT, dose and the PTV masks."""
+    d = tmp_path_factory.mktemp("case")
+    grid = Grid((-50.0, -45.0, -37.5), (2.5, 2.5, 2.5), (30, 36, 40))
+    z, y, x = np.indices(grid.shape)
+    ct = np.full(grid.shape, 40.0, np.float32)
+    ct[MARK] = 1400.0
+    r = np.sqrt((z - MARK[0]) ** 2 + (y - MARK[1]) ** 2 + (x - MARK[2]) ** 2)
+    dose = np.clip(70.0 - 2.0 * r, 0, None).astype(np.float32)
+    dose[MARK] = 80.0
+    masks = np.zeros((PROSTATE_SIB.n_channels, *grid.shape), np.uint8)
+    masks[TARGETS[0]] = r <= 3
+    masks[TARGETS[1]] = r <= 5
+    fl, fr = PAIRS[0]
+    masks[fl, 10:16, 15:20, 28:32] = 1  # patient's left: +x in LPS (high x index here)
+    masks[fr, 10:18, 15:24, 3:10] = 1  # patient's right, larger
+    body = np.ones(grid.shape, np.uint8)
+    for name, arr, dt in (
+        ("ct", ct, np.int16),
+        ("dose", dose, np.float32),
+        ("masks", masks, np.uint8),
+        ("body", body, np.uint8),
+    ):
+        save_nifti(arr, grid, d / f"{name}.nii.gz", dt)
+    return {
+        "image": str(d / "ct.nii.gz"),
+        "dose": str(d / "dose.nii.gz"),
+        "masks": str(d / "masks.nii.gz"),
+        "body": str(d / "body.nii.gz"),
+        "constraints": [1.0, 0.8, 0, 0.5, 0.35, 0.2, 75 / 70, 0.5, 0.35, 0.25, 0.1, 0.39, 45 / 70],
+        "prescription_gy": 70.0,
+    }
+
+
+def _argmax(t):
+    return np.unravel_index(int(torch.argmax(torch.as_tensor(t)[0])), tuple(t.shape[1:]))
+
+
+def test_train_chain_keeps_ct_dose_masks_and_distances_aligned(case):
+    t = train_transforms(
+        TARGETS, PAIRS, patch_size=(16, 16, 16), num_samples=4, pixdim=(2.5, 2.5, 2.5), sdf_margin_mm=20
+    )
+    for seed in range(6):
+        t.set_random_state(seed)
+        for s in t(dict(case)):
+            assert s["input"].shape == (1 + PROSTATE_SIB.n_channels, 16, 16, 16)
+            assert s["dose"].shape == (1, 16, 16, 16) and s["constraints"].shape == (13,)
+            ct = s["input"][:1]
+            if float(ct.max()) < 0.9:  # the marker is outside this patch
+                continue
+            pos = _argmax(ct)
+            assert _argmax(s["dose"]) == pos
+            assert float(s["dose"][0][pos]) == pytest.approx(80.0 / 70.0, rel=1e-4)
+            assert s["masks"][TARGETS[0]][pos] == 1
+            sdf70 = s["input"][1 + TARGETS[0]]
+            assert float(sdf70[pos]) < 0  # inside PTV70
+            assert float(sdf70[pos]) == pytest.approx(float(sdf70.min()), abs=0.2)
+
+
+def test_left_right_flip_after_ras_keeps_channel_meaning(case):
+    """Femur_L (small) sits at the patient's left = negative RAS x = low index on axis 0."""
+    d = val_transforms(TARGETS, pixdim=(2.5, 2.5, 2.5))(dict(case))
+    fl, fr = PAIRS[0]
+
+    def side(m):
+        return float(np.argwhere(np.asarray(m) > 0)[:, 0].mean())
+
+    mid = d["masks"].shape[1] / 2
+    assert side(d["masks"][fl]) < mid < side(d["masks"][fr])
+    n_left, n_right = int(d["masks"][fl].sum()), int(d["masks"][fr].sum())
+    out = RandFlipPairsd(["masks", "sdf", "image"], prob=1.0, pairs=PAIRS, pair_keys=["masks", "sdf"])(d)
+    assert side(out["masks"][fl]) < mid < side(out["masks"][fr])
+    assert int(out["masks"][fl].sum()) == n_right and int(out["masks"][fr].sum()) == n_left
+    np.testing.assert_allclose(np.asarray(out["sdf"][fl]), np.flip(np.asarray(d["sdf"][fr]), axis=0))
+
+
+def test_val_chain_and_invertd_return_dose_in_gy(case):
+    import nibabel as nib
+    from monai.transforms import Invertd
+
+    t = val_transforms(TARGETS, pixdim=(2.5, 2.5, 2.5))
+    d = t(dict(case))
+    assert d["input"].shape[0] == 1 + PROSTATE_SIB.n_channels
+    assert float(d["dose"].max()) == pytest.approx(80.0 / 70.0, rel=1e-5)
+    back = Invertd(keys="dose", transform=t, orig_keys="dose", nearest_interp=False)(d)["dose"]
+    orig = np.asarray(nib.load(case["dose"]).dataobj)  # x, y, z on disk
+    np.testing.assert_allclose(np.asarray(back[0]), orig, atol=1e-4)
+
+
+def test_dose_to_relatived_inverse_and_errors():
+    d = {"dose": torch.full((1, 2, 2, 2), 35.0), "prescription_gy": 70.0}
+    t = DoseToRelatived("dose")
+    out = t(d)
+    assert torch.allclose(out["dose"], torch.full((1, 2, 2, 2), 0.5))
+    assert torch.allclose(t.inverse(out)["dose"], torch.full((1, 2, 2, 2), 35.0))
+    with pytest.raises(ValueError, match="positive prescription"):
+        DoseToRelatived("dose")({"dose": torch.ones(1, 2, 2, 2)})
+    assert torch.allclose(
+        DoseToRelatived("dose", prescription_gy=50.0)({"dose": torch.ones(1, 2, 2, 2) * 50})["dose"],
+        torch.ones(1, 2, 2, 2),
+    )
+
+
+def test_constraint_dictionary_transforms():
+    d = ConstraintVectord("constraints")({"constraints": list(range(13))})
+    assert d["constraints"].dtype == torch.float32 and d["constraints"].shape == (13,)
+    with pytest.raises(ValueError, match="expected 13"):
+        ConstraintVectord("constraints")({"constraints": [1.0, 2.0]})
+    out = ConstraintToChannelsd("image")({"image": torch.zeros(1, 3, 4, 5), "constraints": d["constraints"]})
+    assert out["image"].shape == (14, 3, 4, 5) and float(out["image"][13, 0, 0, 0]) == 12.0
+
+
+def test_rand_flip_pairs_draws_once_for_all_keys_and_is_seeded():
+    x = torch.arange(2 * 4 * 2 * 2, dtype=torch.float32).reshape(2, 4, 2, 2)
+    data = {"a": x.clone(), "m": x.clone()}
+    t = RandFlipPairsd(["a", "m"], prob=0.5, pairs=[(0, 1)], pair_keys="m")
+    results = []
+    for _ in range(10):
+        out = t(data)
+        flipped = not torch.equal(out["a"], x)
+        assert flipped == (not torch.equal(out["m"], x))  # one draw for both keys
+        if flipped:
+            assert torch.equal(out["a"], torch.flip(x, dims=[1]))
+            assert torch.equal(out["m"], torch.flip(x, dims=[1])[[1, 0]])
+        results.append(flipped)
+    assert any(results) and not all(results)
+    a = [not torch.equal(t.set_random_state(3)(data)["a"], x) for _ in range(1)]
+    b = [not torch.equal(t.set_random_state(3)(data)["a"], x) for _ in range(1)]
+    assert a == b
+
+
+def test_composes_with_monai_stock_transforms_only(case):
+    """What another MONAI project would write: our transforms inside a stock chain."""
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, RandSpatialCropd
+
+    from vmat_monai.transforms import RandFlipPairsd
+
+    chain = Compose(
+        [
+            LoadImaged(["image", "masks"]),
+            EnsureChannelFirstd(["image", "masks"]),
+            Orientationd(["image", "masks"], axcodes="RAS"),
+            SignedDistanced("masks", output_keys="sdf", margin_mm=30.0),
+            RandSpatialCropd(["image", "sdf"], roi_size=(24, 24, 24), random_size=False),
+            RandFlipPairsd(["image", "sdf"], prob=1.0, pairs=[(5, 6)], pair_keys="sdf"),
+        ]
+    )
+    chain.set_random_state(0)
+    out = chain({"image": case["image"], "masks": case["masks"]})
+    assert out["sdf"].shape == (8, 24, 24, 24)
+    assert -1.0 <= float(out["sdf"].min()) and float(out["sdf"].max()) <= 1.0

@@ -1,0 +1,161 @@
+"""Preset transform chains: the one definition of preprocessing for the bundles and the data module.
+
+Input dict (a datalist entry, paths relative to the datalist folder already joined)::
+
+    image: CT NIfTI (HU)    dose: dose NIfTI (Gy)    masks: C-channel mask NIfTI
+    body: external mask     constraints: list of K floats    prescription_gy: float
+
+Output dict::
+
+    input: (1 + C, ...) float32 = [CT window, C signed-distance channels]
+    image: (1, ...) CT window    sdf: (C, ...) signed distances
+    dose: (1, ...) dose / prescription      body: (1, ...) mask      constraints: (K,) float32
+    masks: (C, ...) binary (kept for losses and metrics)    target: (1, ...) union of targets
+
+CT window: HU in [``hu_min``, ``hu_max``] (default -1000..1500) maps linearly to [0, 1], clipped
+(MONAI ``ScaleIntensityRanged``). Signed distances use ``sdf_margin_mm`` (default 50 mm).
+Geometry: ``Orientationd("RAS")`` then ``Spacingd`` to ``pixdim`` (default 2.5 mm isotropic);
+masks use nearest-neighbour interpolation, CT and dose trilinear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import (
+    Compose,
+    ConcatItemsd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    FgBgToIndicesd,
+    LoadImaged,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+
+from vmat_monai.transforms.dictionary import (
+    ChannelUniond,
+    ConstraintVectord,
+    DoseToRelatived,
+    RandFlipPairsd,
+    SignedDistanced,
+)
+
+__all__ = ["inference_transforms", "train_transforms", "val_transforms"]
+
+HU_MIN, HU_MAX = -1000.0, 1500.0
+DEFAULT_PIXDIM = (2.5, 2.5, 2.5)
+DEFAULT_PATCH = (128, 128, 128)
+
+
+def _deterministic(
+    target_channels: Sequence[int],
+    with_dose: bool,
+    pixdim: Sequence[float],
+    sdf_margin_mm: float,
+    n_constraints: int,
+    hu_min: float,
+    hu_max: float,
+) -> list:
+    images = ["image", "masks", "body", *(["dose"] if with_dose else [])]
+    modes = {"image": "bilinear", "masks": "nearest", "body": "nearest", "dose": "bilinear"}
+    return [
+        LoadImaged(images, image_only=True),
+        EnsureChannelFirstd(images),
+        Orientationd(images, axcodes="RAS"),
+        Spacingd(images, pixdim=tuple(pixdim), mode=[modes[k] for k in images]),
+        SignedDistanced("masks", output_keys="sdf", margin_mm=sdf_margin_mm),
+        ScaleIntensityRanged("image", a_min=hu_min, a_max=hu_max, b_min=0.0, b_max=1.0, clip=True),
+        *([DoseToRelatived("dose", prescription_key="prescription_gy")] if with_dose else []),
+        ConstraintVectord("constraints", length=n_constraints),
+        ChannelUniond("masks", channels=target_channels, output_key="target"),
+        EnsureTyped([*images, "sdf", "target"], dtype="float32", track_meta=True),
+    ]
+
+
+# the network input, built after any random spatial transform so image and distances move together
+_CONCAT = ConcatItemsd(["image", "sdf"], name="input")
+
+
+def train_transforms(
+    target_channels: Sequence[int],
+    mirror_pairs: Sequence[Sequence[int]] = (),
+    patch_size: Sequence[int] = DEFAULT_PATCH,
+    num_samples: int = 2,
+    pos_fraction: float = 2 / 3,
+    flip_prob: float = 0.5,
+    pixdim: Sequence[float] = DEFAULT_PIXDIM,
+    sdf_margin_mm: float = 50.0,
+    n_constraints: int = 13,
+    hu_min: float = HU_MIN,
+    hu_max: float = HU_MAX,
+) -> Compose:
+    """Training chain: deterministic part (cacheable) + padding, random patches and L-R flips.
+
+    Args:
+        target_channels: mask channels of the targets (patch centres favour them).
+        mirror_pairs: (left, right) channel pairs swapped by the flip.
+        patch_size: patch size in voxels (default 128³).
+        num_samples: patches drawn per volume.
+        pos_fraction: share of patches centred on a target voxel (the rest anywhere else).
+        flip_prob: probability of a left-right flip.
+        pixdim: resampled voxel size, mm.
+        sdf_margin_mm: signed-distance clipping distance, mm.
+        n_constraints: length of the constraint vector.
+        hu_min: CT value mapped to 0 (HU).
+        hu_max: CT value mapped to 1 (HU).
+    """
+    if not 0 <= pos_fraction <= 1:
+        raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
+    keys = ["image", "sdf", "dose", "masks", "body", "target"]
+    return Compose(
+        [
+            *_deterministic(target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max),
+            SpatialPadd(keys, spatial_size=tuple(patch_size)),
+            # voxel indices of targets / background, computed once and cached with the volume
+            FgBgToIndicesd("target", fg_postfix="_fg", bg_postfix="_bg"),
+            RandCropByPosNegLabeld(
+                keys,
+                label_key="target",
+                spatial_size=tuple(patch_size),
+                pos=pos_fraction,
+                neg=1 - pos_fraction,
+                num_samples=num_samples,
+                fg_indices_key="target_fg",
+                bg_indices_key="target_bg",
+            ),
+            RandFlipPairsd(keys, prob=flip_prob, spatial_axis=0, pairs=mirror_pairs, pair_keys=["sdf", "masks"]),
+            _CONCAT,
+        ]
+    )
+
+
+def val_transforms(
+    target_channels: Sequence[int],
+    pixdim: Sequence[float] = DEFAULT_PIXDIM,
+    sdf_margin_mm: float = 50.0,
+    n_constraints: int = 13,
+    hu_min: float = HU_MIN,
+    hu_max: float = HU_MAX,
+) -> Compose:
+    """Validation chain: full volumes with dose (for sliding-window evaluation)."""
+    return Compose(
+        [*_deterministic(target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max), _CONCAT]
+    )
+
+
+def inference_transforms(
+    target_channels: Sequence[int],
+    pixdim: Sequence[float] = DEFAULT_PIXDIM,
+    sdf_margin_mm: float = 50.0,
+    n_constraints: int = 13,
+    hu_min: float = HU_MIN,
+    hu_max: float = HU_MAX,
+) -> Compose:
+    """Inference chain: like validation, without dose."""
+    return Compose(
+        [*_deterministic(target_channels, False, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max), _CONCAT]
+    )

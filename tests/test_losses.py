@@ -1,0 +1,89 @@
+"""Each loss against a hand-computed value."""
+
+import math
+
+import pytest
+import torch
+
+from vmat_monai.losses import (
+    AsymmetricPTVLoss,
+    CombinedDoseLoss,
+    DoseMAELoss,
+    DVHLoss,
+    GradientLoss,
+    StructureWeightedLoss,
+)
+
+
+def _t(values, shape=None):
+    x = torch.tensor(values, dtype=torch.float32)
+    return x.view(shape or (1, 1, len(values), 1, 1))
+
+
+def test_mae_and_mse_inside_the_body():
+    pred, target, body = _t([1, 2, 3, 4]), _t([1, 1, 1, 1]), _t([1, 1, 0, 0])
+    assert DoseMAELoss()(pred, target, body=body).item() == pytest.approx(0.5)
+    assert DoseMAELoss(body_only=False)(pred, target, body=body).item() == pytest.approx(1.5)
+    assert DoseMAELoss(squared=True)(pred, target, body=body).item() == pytest.approx(0.5)
+    assert DoseMAELoss(squared=True)(pred, target).item() == pytest.approx((0 + 1 + 4 + 9) / 4)
+
+
+def test_gradient_loss():
+    pred = _t([0, 1, 2, 3])  # finite differences 1, 1, 1 along the only long axis
+    assert GradientLoss()(pred, torch.zeros_like(pred)).item() == pytest.approx(1.0)
+    assert GradientLoss()(pred, pred + 5).item() == 0.0  # an offset has the same gradients
+    p2 = torch.zeros(1, 1, 2, 2, 1)
+    p2[0, 0, 1, :, 0] = 2.0  # differences: axis 2 -> [2, 2]; axis 3 -> [0, 0]
+    assert GradientLoss()(p2, torch.zeros_like(p2)).item() == pytest.approx((2 + 0) / 2)
+
+
+def test_asymmetric_ptv_loss_charges_underdosage_more():
+    masks = _t([1, 1, 0], (1, 1, 3, 1, 1))
+    pred, target = _t([0.9, 1.1, 5.0]), _t([1.0, 1.0, 0.0])
+    # inside: under by 0.1 (x3) and over by 0.1 -> (0.3 + 0.1) / 2; the outside voxel is ignored
+    assert AsymmetricPTVLoss([0], under_weight=3.0)(pred, target, masks=masks).item() == pytest.approx(0.2)
+
+
+def test_structure_weighted_loss_weights_and_value():
+    masks = torch.zeros(1, 2, 7, 1, 1)
+    masks[0, 0, 0] = 1  # target voxel 0
+    masks[0, 1, 4] = 1  # organ voxel 4; band of 1 voxel: 3, 4, 5
+    loss = StructureWeightedLoss([0], [1], w_target=3.0, w_band=2.0, w_background=1.0, band_voxels=1)
+    w = loss.weights(masks).flatten().tolist()
+    assert w == [3.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0]
+    pred, target = torch.ones(1, 1, 7, 1, 1), torch.zeros(1, 1, 7, 1, 1)
+    assert loss(pred, target, masks=masks).item() == pytest.approx(1.0)  # uniform error -> 1
+    pred[0, 0, 0] = 3.0  # error 3 at weight 3
+    assert loss(pred, target, masks=masks).item() == pytest.approx((9 + 1 + 1 + 2 + 2 + 2 + 1) / 12)
+
+
+def test_dvh_loss_known_values():
+    masks = torch.ones(1, 1, 1, 1, 1)
+    rx = torch.tensor([70.0])
+    loss = DVHLoss([0], [], target_fractions=(1.0,), temperature_gy=1.0)
+    target, pred = torch.full((1, 1, 1, 1, 1), 1.0), torch.full((1, 1, 1, 1, 1), 60 / 70)
+    # plan covers the threshold half (sigmoid(0)); prediction 10 Gy short (sigmoid(-10))
+    expected = 0.5 - 1 / (1 + math.exp(10))
+    assert loss(pred, target, masks=masks, rx_gy=rx).item() == pytest.approx(expected, rel=1e-5)
+    assert loss(target, target, masks=masks, rx_gy=rx).item() == 0.0
+    assert loss(torch.full_like(pred, 1.2), target, masks=masks, rx_gy=rx).item() == 0.0  # over-dosage is free
+    organ = DVHLoss([], [0], organ_thresholds_gy=(30.0,), temperature_gy=1.0)
+    hot, cold = torch.full((1, 1, 1, 1, 1), 40 / 70), torch.full((1, 1, 1, 1, 1), 20 / 70)
+    assert organ(hot, cold, masks=masks, rx_gy=rx).item() == pytest.approx(
+        1 / (1 + math.exp(-10)) - 1 / (1 + math.exp(10)), rel=1e-5
+    )
+    assert organ(cold, hot, masks=masks, rx_gy=rx).item() == 0.0
+    # the temperature is in Gy: the same Gy error costs the same at another prescription
+    rx2 = torch.tensor([50.0])
+    assert loss(torch.full_like(pred, 40 / 50), target, masks=masks, rx_gy=rx2).item() == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def test_combined_loss_is_the_weighted_sum():
+    pred, target, body = _t([1, 2, 3, 4]), _t([1, 1, 1, 1]), _t([1, 1, 1, 1])
+    c = CombinedDoseLoss({"mae": DoseMAELoss(), "grad": GradientLoss()}, {"mae": 2.0, "grad": 0.5})
+    assert c(pred, target, body=body).item() == pytest.approx(2.0 * 1.5 + 0.5 * 1.0)
+    assert c.last_terms == {"mae": pytest.approx(1.5), "grad": pytest.approx(1.0)}
+    with pytest.raises(ValueError, match="unknown losses"):
+        CombinedDoseLoss({"mae": DoseMAELoss()}, {"dvh": 1.0})

@@ -110,8 +110,10 @@ class ConditionedUNet(nn.Module):
     def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         """Args:
         x: (B, in_channels, *spatial); spatial sizes divisible by 2**(levels - 1) (×2 with a strided stem).
-        constraints: (B, n_condition).
+        constraints: (B, n_condition), a tensor or array-like.
         """
+        if not isinstance(constraints, torch.Tensor):  # array-like, e.g. from a command line
+            constraints = torch.as_tensor(constraints, dtype=x.dtype, device=x.device)
         if constraints.ndim != 2 or constraints.shape[1] != self.n_condition:
             raise ValueError(f"constraints must be (batch, {self.n_condition}), got {tuple(constraints.shape)}")
         c = constraints.to(x.dtype)

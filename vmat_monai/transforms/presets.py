@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from monai.transforms import (
     Compose,
     ConcatItemsd,
+    DeleteItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
     FgBgToIndicesd,
@@ -128,6 +129,7 @@ def train_transforms(
                 bg_indices_key="target_bg",
             ),
             RandFlipPairsd(keys, prob=flip_prob, spatial_axis=0, pairs=mirror_pairs, pair_keys=["sdf", "masks"]),
+            DeleteItemsd(["target_fg", "target_bg"]),  # per-volume index lists do not batch
             _CONCAT,
         ]
     )

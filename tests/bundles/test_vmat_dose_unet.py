@@ -1,0 +1,158 @@
+"""The vmat_dose_unet bundle through ``python -m monai.bundle`` with tiny overrides."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "bundles" / "vmat_dose_unet" / "configs"
+TRAIN = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'cpu.json'}']"
+TINY = ["--patch_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--limit_train_batches", "2", "--val_every_n_epochs", "1"]
+CONSTRAINTS = "{'constraints': [[1.0, 0.8, 0.0, 0.5, 0.35, 0.2, 1.07, 0.5, 0.35, 0.25, 0.1, 0.39, 0.64]]}"
+
+
+def _bundle(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_metadata_has_the_model_zoo_fields():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    for key in (
+        "schema",
+        "version",
+        "changelog",
+        "monai_version",
+        "pytorch_version",
+        "numpy_version",
+        "required_packages_version",
+        "optional_packages_version",
+        "task",
+        "description",
+        "authors",
+        "copyright",
+        "data_source",
+        "data_type",
+        "image_classes",
+        "label_classes",
+        "pred_classes",
+        "eval_metrics",
+        "intended_use",
+        "references",
+        "network_data_format",
+    ):
+        assert key in meta, key
+    assert meta["version"] in meta["changelog"]
+    for section in ("inputs", "outputs"):
+        for name, spec in meta["network_data_format"][section].items():
+            for key in (
+                "type",
+                "format",
+                "num_channels",
+                "spatial_shape",
+                "dtype",
+                "value_range",
+                "is_patch_data",
+                "channel_def",
+            ):
+                assert key in spec, (section, name, key)
+            assert len(spec["channel_def"]) == spec["num_channels"], name
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_configs_have_no_absolute_paths():
+    import re
+
+    for cfg in CONFIGS.glob("*.json"):
+        for s in _strings(json.loads(cfg.read_text())):
+            if s.startswith("$"):  # an expression: a quoted literal may only be a suffix joined with +
+                assert not re.search(r"(?<!\+ )['\"]/", s), (cfg.name, s)
+            elif not s.startswith("http"):
+                assert not Path(s).is_absolute(), (cfg.name, s)
+
+
+def test_verify_net_in_out():
+    out = _bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--config_file",
+        str(CONFIGS / "train.json"),
+        "--n",
+        "1",
+        "--extra_forward_args",
+        CONSTRAINTS,
+    )
+    assert "verified with no error" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle_data(converted, tmp_path_factory):
+    """A datalist of the tiny converted cohort with a validation and a test case."""
+    out, _ = converted
+    dl = json.loads((out / "datalist.json").read_text())
+    cases = dl["training"] + dl["validation"] + dl["test"]
+    for e in cases:
+        for k in ("image", "dose", "masks", "body"):
+            e[k] = str(out / e[k])
+    custom = {"training": cases, "validation": cases[:1], "test": cases[1:]}
+    path = tmp_path_factory.mktemp("bundle") / "datalist.json"
+    path.write_text(json.dumps(custom))
+    return path
+
+
+def test_train_resume_and_predict_through_the_bundle(bundle_data, tmp_path):
+    run = tmp_path / "run"
+    common = ["--config_file", TRAIN, "--datalist", str(bundle_data), "--output_dir", str(run), *TINY]
+    _bundle("run", "training", *common, "--epochs", "1")
+    ckpts = run / "checkpoints"
+    assert (ckpts / "last.ckpt").exists() and list(ckpts.glob("best-*.ckpt"))
+    _bundle("run", "training", *common, "--epochs", "2", "--ckpt_path", "last")
+    rows = (next(run.glob("csv/version_1/metrics.csv"))).read_text().splitlines()
+    epochs = {line.split(",")[0] for line in rows[1:]}
+    assert epochs == {"1"}  # the resumed run trained only the missing epoch
+    assert "val_mae_body_gy" in rows[0]
+    preds = tmp_path / "preds"
+    infer = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'cpu.json'}']"
+    _bundle(
+        "run",
+        "--config_file",
+        infer,
+        "--ckpt_path",
+        str(ckpts / "last.ckpt"),
+        "--source",
+        str(bundle_data),
+        "--output_dir",
+        str(preds),
+        "--patch_size",
+        "[32,32,32]",
+        "--pixdim",
+        "[6,6,6]",
+    )
+    test_case = json.loads(bundle_data.read_text())["test"][0]
+    pred = nib.load(str(preds / test_case["case_id"] / "dose_pred.nii.gz"))
+    ct = nib.load(test_case["image"])
+    assert pred.shape == ct.shape
+    np.testing.assert_allclose(pred.affine, ct.affine, atol=1e-4)
+    assert np.all(np.isfinite(pred.get_fdata())) and pred.get_fdata().min() >= 0

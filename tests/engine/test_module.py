@@ -1,0 +1,60 @@
+import pytest
+import torch
+from monai.networks.nets import UNet
+
+from vmat_monai.engine import DosePredictionModule, dose_metrics
+from vmat_monai.losses import DoseMAELoss
+from vmat_monai.networks import ConditionedUNet
+
+
+def _batch(n=2, c=8, k=13, size=16):
+    torch.manual_seed(0)
+    return {
+        "input": torch.randn(n, 1 + c, size, size, size),
+        "constraints": torch.rand(n, k),
+        "dose": torch.rand(n, 1, size, size, size),
+        "masks": (torch.rand(n, c, size, size, size) > 0.7).float(),
+        "body": torch.ones(n, 1, size, size, size),
+        "prescription_gy": torch.full((n,), 70.0),
+    }
+
+
+def test_any_monai_network_gets_the_constraints_as_channels():
+    net = UNet(3, 1 + 8 + 13, 1, channels=(8, 16), strides=(2,))
+    m = DosePredictionModule(net, DoseMAELoss(), roi_size=(16, 16, 16))
+    assert not m.film
+    b = _batch()
+    loss = m.training_step(b, 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert m.predict_volume(b["input"][:1, :, :, :, :12], b["constraints"][:1]).shape == (1, 1, 16, 16, 12)
+
+
+def test_conditioned_network_gets_film_and_sliding_window_covers_the_volume():
+    m = DosePredictionModule(
+        ConditionedUNet(3, 9, 1, channels=(8, 16)), DoseMAELoss(), roi_size=(16, 16, 16), overlap=0.5
+    )
+    assert m.film
+    b = _batch(n=2, size=24)
+    out = m.predict_volume(b["input"], b["constraints"])
+    assert out.shape == (2, 1, 24, 24, 24) and float(out.min()) >= 0
+
+
+def test_dose_metrics_known_values():
+    true = torch.full((4, 4, 4), 70.0)
+    pred = true + 2.0
+    body = torch.ones(4, 4, 4)
+    ptv = torch.zeros(4, 4, 4)
+    ptv[1:3, 1:3, 1:3] = 1
+    m = dose_metrics(pred, true, body, ptv)
+    assert m == {
+        "mae_body_gy": pytest.approx(2.0),
+        "mae_ptv_gy": pytest.approx(2.0),
+        "d95_error_gy": pytest.approx(2.0),
+    }
+
+
+def test_module_without_loss_refuses_to_train():
+    m = DosePredictionModule(ConditionedUNet(3, 9, 1, channels=(8, 16)))
+    with pytest.raises(RuntimeError, match="without a loss"):
+        m.training_step(_batch(), 0)

@@ -1,0 +1,81 @@
+"""The Lightning data module: datasets from datalist.json with the transform presets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from monai.data import DataLoader, list_data_collate
+
+from vmat_monai.data.datasets import make_dataset, preset_kwargs
+from vmat_monai.transforms import train_transforms, val_transforms
+
+__all__ = ["DoseDataModule"]
+
+
+class DoseDataModule(pl.LightningDataModule):
+    """Training patches and full validation volumes from ``datalist.json``.
+
+    Args:
+        datalist: path of datalist.json (from ``vmat-monai convert``).
+        structure_set: structure set name or JSON (target channels and mirror pairs).
+        patch_size: training patch size, voxels.
+        num_samples: patches per volume and draw.
+        batch_size: volumes per batch (each gives ``num_samples`` patches).
+        pixdim: resampled voxel size, mm.
+        num_workers: DataLoader workers.
+        cache: ``memory``, ``disk`` or ``none`` (see vmat_monai.data.datasets).
+        cache_dir: folder of the disk cache.
+        pos_fraction: share of patches centred on targets.
+    """
+
+    def __init__(
+        self,
+        datalist: str | Path,
+        structure_set: str = "prostate_sib",
+        patch_size: Sequence[int] = (128, 128, 128),
+        num_samples: int = 2,
+        batch_size: int = 1,
+        pixdim: Sequence[float] = (2.5, 2.5, 2.5),
+        num_workers: int = 0,
+        cache: str = "memory",
+        cache_dir: str | Path | None = None,
+        pos_fraction: float = 2 / 3,
+    ) -> None:
+        super().__init__()
+        self.datalist = Path(datalist)
+        self.kw = preset_kwargs(structure_set)
+        self.patch_size, self.num_samples, self.batch_size = tuple(patch_size), num_samples, batch_size
+        self.pixdim, self.num_workers = tuple(pixdim), num_workers
+        self.cache, self.cache_dir, self.pos_fraction = cache, cache_dir, pos_fraction
+        self.train_ds = self.val_ds = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_ds is None and stage in (None, "fit"):
+            t = train_transforms(
+                self.kw["target_channels"],
+                self.kw["mirror_pairs"],
+                patch_size=self.patch_size,
+                num_samples=self.num_samples,
+                pos_fraction=self.pos_fraction,
+                pixdim=self.pixdim,
+            )
+            self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
+        if self.val_ds is None and stage in (None, "fit", "validate"):
+            v = val_transforms(self.kw["target_channels"], pixdim=self.pixdim)
+            self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_ds,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            collate_fn=list_data_collate,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_ds, batch_size=1, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,129 @@
+"""The Lightning module: training on patches, full-volume validation with a sliding window."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+__all__ = ["DosePredictionModule", "dose_metrics"]
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    return t.as_tensor() if isinstance(t, MetaTensor) else t
+
+
+def dose_metrics(
+    pred_gy: torch.Tensor, true_gy: torch.Tensor, body: torch.Tensor, primary: torch.Tensor
+) -> dict[str, float]:
+    """MAE in the body and in the primary target, and the primary target's D95 error (Gy), one case."""
+    out = {"mae_body_gy": float((pred_gy - true_gy).abs()[body > 0].mean())}
+    inside = primary > 0
+    if inside.any():
+        p, t = pred_gy[inside].float(), true_gy[inside].float()
+        out["mae_ptv_gy"] = float((p - t).abs().mean())
+        out["d95_error_gy"] = float(torch.quantile(p, 0.05) - torch.quantile(t, 0.05))
+    return out
+
+
+class DosePredictionModule(pl.LightningModule):
+    """Predict dose / Rx from ``input`` (CT + signed distances) and ``constraints``.
+
+    A network whose ``forward`` takes two arguments (like :class:`~vmat_monai.networks.ConditionedUNet`)
+    receives the constraints through FiLM; any other MONAI network (``UNet``, ``DynUNet``,
+    ``SegResNet``, ``SwinUNETR``) receives them as constant channels appended to its input, so
+    its ``in_channels`` must be ``1 + C + K``.
+
+    Args:
+        network: the network.
+        loss: a loss taking ``(pred, target, masks=, body=, rx_gy=)`` (see vmat_monai.losses);
+            only needed for training and validation.
+        primary_channel: mask channel of the primary target (validation metrics).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_epochs: length of the cosine schedule, epochs.
+        roi_size: sliding-window size for validation, voxels.
+        sw_batch_size: windows per forward pass.
+        overlap: sliding-window overlap (Gaussian blending).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: nn.Module | None = None,
+        primary_channel: int = 0,
+        learning_rate: float = 2e-4,
+        weight_decay: float = 1e-5,
+        max_epochs: int = 100,
+        roi_size: Sequence[int] = (128, 128, 128),
+        sw_batch_size: int = 1,
+        overlap: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network", "loss"])
+        self.network = network
+        self.loss = loss
+        self.film = len(inspect.signature(network.forward).parameters) >= 2
+        self.inferer = SlidingWindowInferer(
+            roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian"
+        )
+
+    def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
+        x = x.as_tensor() if isinstance(x, MetaTensor) else x  # plain tensors inside the network
+        c = constraints.to(x.dtype).view(x.shape[0], -1)
+        if self.film:
+            return self.network(x, c)
+        channels = c.view(*c.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
+        return self.network(torch.cat([x, channels], dim=1))
+
+    def predict_volume(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
+        """Full-volume prediction (dose / Rx) with the Gaussian-blended sliding window."""
+        c = constraints.view(x.shape[0], -1)
+        if x.shape[0] != 1:
+            return torch.cat([self.predict_volume(x[i : i + 1], c[i : i + 1]) for i in range(x.shape[0])])
+        return self.inferer(x, lambda patch: self(patch, c.expand(patch.shape[0], -1)))
+
+    def _loss(self, pred: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        if self.loss is None:
+            raise RuntimeError("DosePredictionModule was built without a loss: training needs one")
+        rx = torch.as_tensor(batch["prescription_gy"], device=pred.device, dtype=pred.dtype).view(-1)
+        plain = {k: _plain(batch[k]) for k in ("dose", "masks", "body")}
+        return self.loss(_plain(pred), plain["dose"], masks=plain["masks"], body=plain["body"], rx_gy=rx)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        pred = self(batch["input"], batch["constraints"])
+        loss = self._loss(pred, batch)
+        bs = pred.shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in getattr(self.loss, "last_terms", {}).items():
+            self.log(f"train_{name}", value, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
+        pred = self.predict_volume(batch["input"], batch["constraints"])
+        rx = torch.as_tensor(batch["prescription_gy"], device=pred.device, dtype=pred.dtype).view(-1, 1, 1, 1, 1)
+        metrics = dose_metrics(
+            (pred * rx)[0, 0],
+            (batch["dose"] * rx)[0, 0],
+            batch["body"][0, 0],
+            batch["masks"][0, self.hparams.primary_channel],
+        )
+        self.log("val_loss", self._loss(pred, batch), batch_size=1, sync_dist=True)
+        for k, v in metrics.items():
+            self.log(f"val_{k}", v, prog_bar=k == "mae_body_gy", batch_size=1, sync_dist=True)
+        if "d95_error_gy" in metrics:
+            self.log("val_abs_d95_error_gy", abs(metrics["d95_error_gy"]), batch_size=1, sync_dist=True)
+        return metrics
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.hparams.max_epochs)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,126 @@
+"""Full-volume prediction: checkpoint -> dose in Gy on the original CT grid, saved as NIfTI."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Invertd
+from torch import nn
+from tqdm.auto import tqdm
+
+from vmat_monai.data.datasets import load_datalist, preset_kwargs
+from vmat_monai.engine.module import DosePredictionModule
+from vmat_monai.transforms import inference_transforms
+
+__all__ = ["DosePredictor", "load_network_weights"]
+
+PRED_NAME = "dose_pred.nii.gz"
+
+
+def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module:
+    """Load a Lightning checkpoint (or a plain state dict) into ``network`` (``weights_only`` loading)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: train first or pass --ckpt_path")
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt)
+    net_state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")} or state
+    network.load_state_dict(net_state)
+    return network
+
+
+class DosePredictor:
+    """Predict full volumes with the Gaussian-blended sliding window and save dose in Gy.
+
+    Args:
+        network: the network (its architecture must match the checkpoint).
+        ckpt_path: Lightning checkpoint or state dict.
+        structure_set: structure set of the masks.
+        roi_size: sliding-window size, voxels.
+        sw_batch_size: windows per forward pass.
+        overlap: window overlap.
+        pixdim: resampled voxel size used in training, mm.
+        device: ``"cuda"``, ``"cpu"`` or None (CUDA when available).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        ckpt_path: str | Path,
+        structure_set: str = "prostate_sib",
+        roi_size: Sequence[int] = (128, 128, 128),
+        sw_batch_size: int = 1,
+        overlap: float = 0.25,
+        pixdim: Sequence[float] = (2.5, 2.5, 2.5),
+        device: str | None = None,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        load_network_weights(network, ckpt_path)
+        self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
+        self.module.to(self.device).eval()
+        self.transform = inference_transforms(preset_kwargs(structure_set)["target_channels"], pixdim=pixdim)
+
+    @torch.no_grad()
+    def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Dose in Gy on the item's original CT grid: (array x, y, z; RAS affine)."""
+        d = self.transform(dict(item))
+        x = d["input"].unsqueeze(0).to(self.device)
+        c = d["constraints"].unsqueeze(0).to(self.device)
+        rel = self.module.predict_volume(x, c)[0].cpu()
+        img = d["image"]
+        d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
+        dose = np.asarray(back[0], dtype=np.float32) * float(item["prescription_gy"])
+        return np.clip(dose, 0, None), np.asarray(back.affine, dtype=np.float64)
+
+    def predict_items(self, items: Sequence[dict[str, Any]], output_dir: str | Path) -> list[Path]:
+        """Predict each item and write ``output_dir/<case_id>/dose_pred.nii.gz`` (atomic)."""
+        out = Path(output_dir)
+        written = []
+        for item in tqdm(items, desc="predict", unit="case"):
+            dose, affine = self.predict_item(item)
+            case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
+            case_dir.mkdir(parents=True, exist_ok=True)
+            tmp = case_dir / (".tmp-" + PRED_NAME)
+            nib.save(nib.Nifti1Image(dose, affine), str(tmp))
+            os.replace(tmp, case_dir / PRED_NAME)
+            written.append(case_dir / PRED_NAME)
+        return written
+
+    def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:
+        """Predict a datalist split, one case folder, or a folder of case folders."""
+        src = Path(source)
+        if src.suffix == ".json":
+            items = load_datalist(src, split)
+        elif (src / "case.json").exists():
+            items = [_case_item(src)]
+        elif src.is_dir():
+            items = [_case_item(p) for p in sorted(src.iterdir()) if (p / "case.json").exists()]
+            if not items:
+                raise FileNotFoundError(
+                    f"{src} holds no case folders; convert DICOM first: vmat-monai convert --input {src} "
+                    "--output DATA --allow-missing-dose"
+                )
+        else:
+            raise FileNotFoundError(f"{src}: not a datalist, a case folder or a folder of case folders")
+        return self.predict_items(items, output_dir)
+
+
+def _case_item(case_dir: Path) -> dict[str, Any]:
+    info = json.loads((case_dir / "case.json").read_text())
+    return {
+        "case_id": info["case_id"],
+        "image": str(case_dir / "ct.nii.gz"),
+        "masks": str(case_dir / "masks.nii.gz"),
+        "body": str(case_dir / "body.nii.gz"),
+        "constraints": info["constraints"]["vector"],
+        "prescription_gy": info["primary_prescription_gy"],
+    }

@@ -122,7 +122,8 @@ def bundle_data(converted, tmp_path_factory):
     return path
 
 
-def test_train_resume_and_predict_through_the_bundle(bundle_data, tmp_path):
+def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, tmp_path):
+    tiny_dicom = tiny_cohort
     run = tmp_path / "run"
     common = ["--config_file", TRAIN, "--datalist", str(bundle_data), "--output_dir", str(run), *TINY]
     _bundle("run", "training", *common, "--epochs", "1")
@@ -156,3 +157,34 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tmp_path):
     assert pred.shape == ct.shape
     np.testing.assert_allclose(pred.affine, ct.affine, atol=1e-4)
     assert np.all(np.isfinite(pred.get_fdata())) and pred.get_fdata().min() >= 0
+    # straight from DICOM-RT: the study is converted (dose optional) and predicted
+    from vmat_monai.engine.predict import DosePredictor
+    from vmat_monai.networks import cpu_conditioned_unet
+
+    dicom_case = next(p for p in tiny_dicom.iterdir() if p.is_dir())
+    predictor = DosePredictor(cpu_conditioned_unet(), ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6))
+    (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
+    assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
+
+
+def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):
+    """The distributed path (Lightning DDP, gloo) on two CPU processes."""
+    multi = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'cpu.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    out = _bundle(
+        "run",
+        "training",
+        "--config_file",
+        multi,
+        "--datalist",
+        str(bundle_data),
+        "--output_dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--devices",
+        "2",
+        *TINY,
+    )
+    log = out.stdout + out.stderr
+    assert "GLOBAL_RANK: 1" in log and "gloo" in log
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()

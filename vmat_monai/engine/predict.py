@@ -66,6 +66,7 @@ class DosePredictor:
         load_network_weights(network, ckpt_path)
         self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
         self.module.to(self.device).eval()
+        self.structure_set = structure_set
         self.transform = inference_transforms(preset_kwargs(structure_set)["target_channels"], pixdim=pixdim)
 
     @torch.no_grad()
@@ -96,7 +97,10 @@ class DosePredictor:
         return written
 
     def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:
-        """Predict a datalist split, one case folder, or a folder of case folders."""
+        """Predict a datalist split, one case folder, a folder of case folders, or a DICOM-RT folder.
+
+        A DICOM-RT folder is converted first (into ``output_dir/converted``, dose optional).
+        """
         src = Path(source)
         if src.suffix == ".json":
             items = load_datalist(src, split)
@@ -104,14 +108,21 @@ class DosePredictor:
             items = [_case_item(src)]
         elif src.is_dir():
             items = [_case_item(p) for p in sorted(src.iterdir()) if (p / "case.json").exists()]
-            if not items:
-                raise FileNotFoundError(
-                    f"{src} holds no case folders; convert DICOM first: vmat-monai convert --input {src} "
-                    "--output DATA --allow-missing-dose"
-                )
+            if not items:  # a DICOM-RT folder: convert it (dose optional) next to the predictions
+                items = self._convert_dicom(src, Path(output_dir) / "converted")
         else:
             raise FileNotFoundError(f"{src}: not a datalist, a case folder or a folder of case folders")
         return self.predict_items(items, output_dir)
+
+    def _convert_dicom(self, src: Path, data_dir: Path) -> list[dict[str, Any]]:
+        from vmat_monai.data.convert import ConvertOptions, convert_tree
+
+        summary = convert_tree(src, data_dir, ConvertOptions(structure_set=self.structure_set, allow_missing_dose=True))
+        items = [_case_item(p) for p in sorted(data_dir.iterdir()) if (p / "case.json").exists()]
+        if not items:
+            errors = "; ".join(r.get("errors", "") for r in summary["cases"]) or "no DICOM-RT study found"
+            raise FileNotFoundError(f"{src}: nothing to predict ({errors})")
+        return items
 
 
 def _case_item(case_dir: Path) -> dict[str, Any]:

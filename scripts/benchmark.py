@@ -3,7 +3,8 @@
 
 Usage::
 
-    .venv/bin/python scripts/benchmark.py                 # every benchmark
+    .venv/bin/python scripts/benchmark.py                 # every benchmark but accuracy
+    .venv/bin/python scripts/benchmark.py --only accuracy # 20 min of CPU training, then held-out metrics
     .venv/bin/python scripts/benchmark.py --only synth    # one of them
     .venv/bin/python scripts/benchmark.py --out docs/BENCHMARKS.md
 
@@ -168,7 +169,162 @@ def bench_patches(n_draws: int = 20) -> list[Row]:
     return rows
 
 
+_STEP_CODE = """
+import resource, sys, time, torch
+from vmat_monai.networks import ConditionedUNet, cpu_conditioned_unet
+variant, size = sys.argv[1], int(sys.argv[2])
+net = ConditionedUNet() if variant == "default" else cpu_conditioned_unet()
+opt = torch.optim.AdamW(net.parameters(), 2e-4)
+x, c, y = torch.randn(1, 9, size, size, size), torch.rand(1, 13), torch.rand(1, 1, size, size, size)
+times = []
+for _ in range(2):
+    t0 = time.perf_counter()
+    opt.zero_grad()
+    torch.nn.functional.l1_loss(net(x, c), y).backward()
+    opt.step()
+    times.append(time.perf_counter() - t0)
+print(times[-1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
+"""
+
+_INFER_CODE = """
+import resource, sys, time, torch
+from monai.inferers import SlidingWindowInferer
+from vmat_monai.networks import ConditionedUNet, cpu_conditioned_unet
+variant, roi = sys.argv[1], int(sys.argv[2])
+shape = tuple(int(v) for v in sys.argv[3:6])
+net = (ConditionedUNet() if variant == "default" else cpu_conditioned_unet()).eval()
+x, c = torch.randn(1, 9, *shape), torch.rand(1, 13)
+inferer = SlidingWindowInferer((roi,) * 3, sw_batch_size=1, overlap=0.25, mode="gaussian")
+with torch.no_grad():
+    t0 = time.perf_counter()
+    inferer(x, lambda p: net(p, c.expand(p.shape[0], -1)))
+    dt = time.perf_counter() - t0
+print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
+"""
+
+
+def _subprocess(code: str, *args: str) -> tuple[float, float]:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
+    seconds, peak_gb = (float(v) for v in out.split()[-2:])
+    return seconds, peak_gb
+
+
+def bench_training() -> list[Row]:
+    """Seconds per training step (batch 1, AdamW) for both variants at 64³ and 128³, in subprocesses."""
+    rows: list[Row] = []
+    for variant in ("cpu", "default"):
+        for size in (64, 128):
+            seconds, peak = _subprocess(_STEP_CODE, variant, str(size))
+            rows.append(
+                (f"training step, {variant} network, 1 × {size}³", seconds, "s/step", f"peak RSS {peak:.1f} GiB")
+            )
+    return rows
+
+
+def bench_inference() -> list[Row]:
+    """Full-volume sliding-window inference on a default synthetic case resampled to 2.5 mm."""
+    shape = ("164", "112", "96")  # 410 × 280 × 240 mm: a default case's body at 2.5 mm
+    rows: list[Row] = []
+    for variant, roi in (("cpu", "64"), ("cpu", "128"), ("default", "128")):
+        seconds, peak = _subprocess(_INFER_CODE, variant, roi, *shape)
+        rows.append(
+            (
+                f"full-volume inference, {variant} network, roi {roi}³",
+                seconds,
+                "s/case",
+                f"{'×'.join(shape)} voxels, overlap 0.25, peak RSS {peak:.1f} GiB",
+            )
+        )
+    return rows
+
+
+def bench_accuracy(minutes: float = 20.0, epochs: int = 25) -> list[Row]:
+    """Train the CPU configuration for a fixed wall-clock budget, then evaluate held-out cases.
+
+    Needs the main job's data (runs/default/data). Trains through the bundle (cpu.json, 64³
+    patches) for ``minutes``, predicts the validation and test cases (never trained on) with
+    last.ckpt, and reports MAE in the body and PTV70 D95 error against the plan dose, Gy.
+    """
+    import json
+    import subprocess
+
+    import nibabel as nib
+    import numpy as np
+
+    from vmat_monai.data.datasets import load_datalist
+    from vmat_monai.engine.predict import DosePredictor
+    from vmat_monai.networks import cpu_conditioned_unet
+    from vmat_monai.structures import PROSTATE_SIB
+
+    root = Path(__file__).resolve().parent.parent
+    datalist = root / "runs" / "default" / "data" / "datalist.json"
+    if not datalist.exists():
+        raise SystemExit(f"{datalist} not found: run `python3 scripts/bootstrap.py main` first")
+    configs = root / "bundles" / "vmat_dose_unet" / "configs"
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hh, mm = divmod(int(minutes), 60)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "training",
+                "--config_file",
+                f"['{configs / 'train.json'}','{configs / 'cpu.json'}']",
+                "--datalist",
+                str(datalist),
+                "--output_dir",
+                tmp,
+                "--epochs",
+                str(epochs),
+                "--max_time",
+                f"00:{hh:02d}:{mm:02d}:00",
+            ],
+            check=True,
+            cwd=root,
+        )
+        predictor = DosePredictor(
+            cpu_conditioned_unet(), Path(tmp) / "checkpoints" / "last.ckpt", roi_size=(64, 64, 64), sw_batch_size=4
+        )
+        items = load_datalist(datalist, "validation") + load_datalist(datalist, "test")
+        maes, d95s = [], []
+        for item in items:
+            pred, _ = predictor.predict_item(item)
+            true = np.asarray(nib.load(item["dose"]).dataobj)
+            body = np.asarray(nib.load(item["body"]).dataobj) > 0
+            ptv = np.asarray(nib.load(item["masks"]).dataobj)[..., PROSTATE_SIB.index("PTV70")] > 0
+            maes.append(float(np.abs(pred - true)[body].mean()))
+            d95s.append(float(np.percentile(pred[ptv], 5) - np.percentile(true[ptv], 5)))
+        csv_metrics = sorted(Path(tmp).glob("csv/version_*/metrics.csv"))[-1].read_text().splitlines()
+        n_epochs = len({line.split(",")[0] for line in csv_metrics[1:]})
+    note = f"{len(items)} held-out cases, {minutes:g} min of CPU training ({n_epochs} epochs)"
+    rows.append(
+        (
+            "MAE in the body after the CPU budget",
+            float(np.mean(maes)),
+            "Gy",
+            note + f"; per case {json.dumps([round(m, 2) for m in maes])}",
+        )
+    )
+    rows.append(
+        (
+            "|PTV70 D95 error| after the CPU budget",
+            float(np.mean(np.abs(d95s))),
+            "Gy",
+            f"signed per case {json.dumps([round(d, 2) for d in d95s])}",
+        )
+    )
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
+    "accuracy": bench_accuracy,
+    "training": bench_training,
+    "inference": bench_inference,
     "synth": bench_synth,
     "convert": bench_convert,
     "sdf": bench_sdf,
@@ -182,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the markdown table to this file")
     args = p.parse_args(argv)
     rows: list[Row] = []
-    for name in args.only or list(BENCHMARKS):
+    for name in args.only or [b for b in BENCHMARKS if b != "accuracy"]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows += BENCHMARKS[name]()
     lines = [

@@ -186,3 +186,19 @@ def test_same_seed_same_case_and_goal_response(tmp_path, dicompyler):
         rois = {v["name"]: k for k, v in dicomparser.DicomParser(rs_path).GetStructures().items()}
         means[label] = dvhcalc.get_dvh(rs_path, rd_path, rois[summ["structure_names"]["Rectum"]]).mean
     assert means["tight"] < means["loose"] - 1.0
+
+
+def test_dose_model_output_is_never_negative():
+    """Round-off in the blurs once left -4e-22 Gy voxels that the RTDOSE writer (rightly) refused."""
+    from vmat_monai.data.synthetic.dose_model import _Components
+
+    rng = np.random.default_rng(0)
+    primary = rng.uniform(0, 1, size=(3, 6, 8, 10)).astype(np.float32)
+    primary[:, :, :, :5] = 0.0
+    scatter = rng.uniform(0, 1e-3, size=(3, 3, 4, 5)).astype(np.float32)
+    scatter[:, :, :, :2] = -1e-22  # the round-off that the Gaussian blurs leave at the field edge
+    comp = _Components(primary, scatter, np.ones((6, 8, 10), np.float32), ["a", "b", "c"])
+    w = np.array([1.0, 2.0, 0.5])
+    dose = comp.combine(w)
+    assert dose.min() >= 0.0 and (dose == 0).any()
+    np.testing.assert_allclose(np.maximum(comp.at(np.arange(dose.size)) @ w, 0), dose.ravel(), atol=1e-6)

@@ -202,7 +202,8 @@ class _Components:
         sc = np.tensordot(w.astype(np.float32), self.scatter, axes=1)
         coords = np.indices(self.body.shape, dtype=np.float32) / 2.0
         dose += ndimage.map_coordinates(sc, coords, order=1, mode="nearest") * self.body
-        return dose
+        # every term is non-negative; float round-off in the blurs can leave -1e-22: clip it
+        return np.maximum(dose, 0.0)
 
 
 def _dvh_rows(d: np.ndarray, dose_gy: float, max_fraction: float, n_total: int) -> np.ndarray:

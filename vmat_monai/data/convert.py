@@ -19,7 +19,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vmat_monai.atomic import atomic_dir, write_text_atomic
+from vmat_monai.atomic import atomic_dir, atomic_file, write_text_atomic
 from vmat_monai.constraints import CONSTRAINT_LAYOUT, SOURCE_PLAN, ConstraintVector
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
 from vmat_monai.dicom.readers import (
@@ -89,9 +88,8 @@ def save_nifti(array_zyx: np.ndarray, grid: Grid, path: Path, dtype: type = np.f
     data = arr.transpose(2, 1, 0) if arr.ndim == 3 else arr.transpose(3, 2, 1, 0)
     img = nib.Nifti1Image(np.ascontiguousarray(data.astype(dtype)), grid.affine_ras())
     img.header.set_xyzt_units("mm")
-    tmp = path.with_name(".tmp-" + path.name)
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        nib.save(img, str(tmp))
 
 
 def case_id_for(files: CaseFiles, keep_phi: bool) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from vmat_monai.atomic import atomic_file
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -90,14 +90,6 @@ def new_dataset(sop_class: str, sop_uid: str, study: StudyInfo, modality: str, s
 
 def save_atomic(ds: Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` through a temporary file and a rename (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".dcm")
-    os.close(fd)
-    try:
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_file(path) as tmp:
+        ds.save_as(str(tmp), enforce_file_format=True)
+    return Path(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from monai.transforms import Invertd
 from torch import nn
 from tqdm.auto import tqdm
 
+from vmat_monai.atomic import atomic_file
 from vmat_monai.data.datasets import load_datalist, preset_kwargs
 from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.transforms import inference_transforms
@@ -89,10 +89,8 @@ class DosePredictor:
         for item in tqdm(items, desc="predict", unit="case"):
             dose, affine = self.predict_item(item)
             case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
-            case_dir.mkdir(parents=True, exist_ok=True)
-            tmp = case_dir / (".tmp-" + PRED_NAME)
-            nib.save(nib.Nifti1Image(dose, affine), str(tmp))
-            os.replace(tmp, case_dir / PRED_NAME)
+            with atomic_file(case_dir / PRED_NAME) as tmp:
+                nib.save(nib.Nifti1Image(dose, affine), str(tmp))
             written.append(case_dir / PRED_NAME)
         return written
 

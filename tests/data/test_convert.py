@@ -14,6 +14,9 @@ from pydicom.uid import generate_uid
 from vmat_monai.cli import main
 from vmat_monai.data.convert import ConvertOptions, convert_tree
 from vmat_monai.data.synthetic.cohort import SIDECAR
+from vmat_monai.dicom.contours import contour_occupancy
+from vmat_monai.dicom.export import nifti_dose_on_grid
+from vmat_monai.metrics.dvh import dvh_statistics
 from vmat_monai.structures import PROSTATE_SIB
 
 
@@ -85,29 +88,34 @@ def test_masks_match_rt_utils_and_orientation_is_ras(tiny_cohort, converted):
 
 
 def test_dose_resampling_preserves_dvh(tiny_cohort, converted, dicompyler):
-    """D95/D50/Dmean on the CT grid vs dicompyler-core on the native dose grid."""
+    """DVH of the converted dose (CT grid) vs dicompyler-core on the native RTDOSE grid.
+
+    Both sides take the structure from the RTSTRUCT polygons (ours: partial-volume occupancy on
+    the CT grid, vmat_monai.dicom.contours), so the comparison isolates the dose resampling.
+    Tolerance: 1 % of the value for targets; for organs 1 % of the value or 1 % of the primary
+    prescription (0.7 Gy), whichever is larger (organ D95/D50 can sit at a few Gy). The default-size
+    check (test_convert_exactness_slow.py) applies this to every statistic; on these tiny grids
+    organ D50 gets twice that.
+    """
     dicomparser, dvhcalc = dicompyler
     out, _ = converted
     for case_dir, _, case in _case_by_sidecar(tiny_cohort, out):
-        dose = np.asarray(nib.load(str(out / case["case_id"] / "dose.nii.gz")).dataobj)
-        masks = np.asarray(nib.load(str(out / case["case_id"] / "masks.nii.gz")).dataobj) > 0
+        dose, grid = nifti_dose_on_grid(out / case["case_id"] / "dose.nii.gz")
         rs, rd = str(next(case_dir.glob("RS.*.dcm"))), str(next(case_dir.glob("RD.*.dcm")))
+        rs_ds = pydicom.dcmread(rs)
         rois = {v["name"]: k for k, v in dicomparser.DicomParser(rs).GetStructures().items()}
-        for canon in ("PTV70", "PTV56", "Bladder", "Rectum"):
-            ref = dvhcalc.get_dvh(rs, rd, rois[case["structures_found"][canon]])
-            d = dose[masks[..., PROSTATE_SIB.index(canon)]]
-            ours = {"D95": np.percentile(d, 5), "D50": np.percentile(d, 50), "Dmean": d.mean()}
+        for canon in PROSTATE_SIB.channels:
+            if canon not in case["structures_found"]:
+                continue
+            roi = rois[case["structures_found"][canon]]
+            ref = dvhcalc.get_dvh(rs, rd, roi)
+            occ = contour_occupancy(rs_ds, roi, grid)
+            ours = dvh_statistics(dose, occ, grid.voxel_volume_cc, ("D95", "D50", "Dmean"))
             theirs = {"D95": ref.D95.value, "D50": ref.D50.value, "Dmean": ref.mean}
             for k in ours:
-                # 1 % of the primary prescription (0.7 Gy). The tiny test grids have 3 mm voxels, where
-                # rt-utils' and dicompyler's contour rasterisations differ by a voxel row at steep edges.
-                # Organs sit in the dose gradient, where the two rasterisations disagree most: Dmean only.
-                if canon.startswith("PTV"):
-                    tol = 0.01 * 70.0 if k != "D95" or canon == "PTV70" else 0.03 * theirs[k] + 0.2
-                elif k == "Dmean":
-                    tol = 1.0
-                else:
-                    continue
+                tol = 0.01 * theirs[k] if canon in PROSTATE_SIB.targets else max(0.01 * theirs[k], 0.7)
+                if k == "D50" and canon not in PROSTATE_SIB.targets:
+                    tol *= 2  # tiny grids (3 mm CT, 4 mm dose): organ D50 straddles the gradient
                 assert abs(ours[k] - theirs[k]) <= tol, (canon, k, ours[k], theirs[k])
 
 

@@ -105,3 +105,31 @@ def test_monai_loadimage_reads_rtdose_in_gy_with_the_right_geometry(tmp_path):
     ct_file = tmp_path / "not_dose.dcm"
     ct_file.write_bytes(b"not dicom")
     assert not RTDoseReader().verify_suffix(ct_file)
+
+
+@pytest.mark.parametrize("scaling", ["NaN", "inf"])
+def test_non_finite_dose_is_refused_with_the_file_named(tmp_path, scaling):
+    import pydicom
+
+    path = _write(tmp_path, "RD.dcm", _field(DOSE_GRID))
+    ds = pydicom.dcmread(str(path))
+    ds.DoseGridScaling = scaling
+    ds.save_as(str(path))
+    with pytest.raises(DicomInputError, match=r"RD\.dcm.*NaN/inf"):
+        read_rtdose(path)
+
+
+def test_non_finite_ct_is_refused_with_the_series_named(tmp_path):
+    import pydicom
+
+    from vmat_monai.dicom.ct import write_ct_series
+    from vmat_monai.dicom.readers import read_ct
+
+    hu = np.zeros((3, 8, 8), np.float32)
+    write_ct_series(hu, Grid((0.0, 0.0, 0.0), (1.0, 1.0, 2.0), hu.shape), tmp_path / "CT", STUDY, "1.2.3.8")
+    files = sorted((tmp_path / "CT").iterdir())
+    ds = pydicom.dcmread(str(files[1]))
+    ds.RescaleSlope = "inf"
+    ds.save_as(str(files[1]))
+    with pytest.raises(DicomInputError, match=r"CT series in .*CT: CT contains NaN/inf"):
+        read_ct(files)

@@ -85,6 +85,8 @@ def new_dataset(sop_class: str, sop_uid: str, study: StudyInfo, modality: str, s
     ds.Manufacturer = MANUFACTURER
     ds.InstanceCreationDate = study.study_date
     ds.InstanceCreationTime = study.study_time
+    for keyword, value in study.extra.items():  # e.g. PatientSex of a real patient
+        setattr(ds, keyword, value)
     return ds
 
 

@@ -157,6 +157,20 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     assert pred.shape == ct.shape
     np.testing.assert_allclose(pred.affine, ct.affine, atol=1e-4)
     assert np.all(np.isfinite(pred.get_fdata())) and pred.get_fdata().min() >= 0
+    # the bundle's evaluate config on those predictions
+    _bundle(
+        "run",
+        "--config_file",
+        str(CONFIGS / "evaluate.json"),
+        "--pred_dir",
+        str(preds),
+        "--ref",
+        str(bundle_data),
+        "--figures",
+        "none",
+    )
+    summary = json.loads((preds / "evaluation" / "summary.json").read_text())
+    assert summary["cases"] == [test_case["case_id"]] and summary["metrics"]["gamma_pass_rate"]["n"] == 1
     # straight from DICOM-RT: the study is converted (dose optional) and predicted
     from vmat_monai.engine.predict import DosePredictor
     from vmat_monai.networks import cpu_conditioned_unet
@@ -165,6 +179,12 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     predictor = DosePredictor(cpu_conditioned_unet(), ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6))
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
+    # ... and written as RTDOSE in the source study's frame of reference
+    import pydicom
+
+    rd = pydicom.dcmread(str(written.parent / "RD.pred.dcm"))
+    ct0 = pydicom.dcmread(str(next((dicom_case / "CT").iterdir())))
+    assert rd.FrameOfReferenceUID == ct0.FrameOfReferenceUID and rd.StudyInstanceUID == ct0.StudyInstanceUID
 
 
 def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):

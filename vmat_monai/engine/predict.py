@@ -23,6 +23,7 @@ from vmat_monai.transforms import inference_transforms
 __all__ = ["DosePredictor", "load_network_weights"]
 
 PRED_NAME = "dose_pred.nii.gz"
+RTDOSE_NAME = "RD.pred.dcm"
 
 
 def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module:
@@ -49,6 +50,9 @@ class DosePredictor:
         overlap: window overlap.
         pixdim: resampled voxel size used in training, mm.
         device: ``"cuda"``, ``"cpu"`` or None (CUDA when available).
+        rtdose: also write ``RD.pred.dcm`` (DICOM RTDOSE) beside each NIfTI; always done when
+            predicting straight from a DICOM-RT folder, whose study the RTDOSE then references.
+        dicom_source: DICOM-RT folder the cases were converted from (RTDOSE references its UIDs).
     """
 
     def __init__(
@@ -61,12 +65,16 @@ class DosePredictor:
         overlap: float = 0.25,
         pixdim: Sequence[float] = (2.5, 2.5, 2.5),
         device: str | None = None,
+        rtdose: bool = False,
+        dicom_source: str | Path | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_network_weights(network, ckpt_path)
         self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
         self.module.to(self.device).eval()
         self.structure_set = structure_set
+        self.rtdose = rtdose
+        self.dicom_source = dicom_source
         self.transform = inference_transforms(preset_kwargs(structure_set)["target_channels"], pixdim=pixdim)
 
     @torch.no_grad()
@@ -92,6 +100,17 @@ class DosePredictor:
             with atomic_file(case_dir / PRED_NAME) as tmp:
                 nib.save(nib.Nifti1Image(dose, affine), str(tmp))
             written.append(case_dir / PRED_NAME)
+            source = item.get("dicom_source", self.dicom_source)
+            if self.rtdose or source is not None:
+                from vmat_monai.dicom.export import export_rtdose
+
+                case_json = Path(item["image"]).parent / "case.json"
+                export_rtdose(
+                    case_dir / PRED_NAME,
+                    case_dir / RTDOSE_NAME,
+                    source_dicom=source,
+                    case_json=case_json if case_json.is_file() else None,
+                )
         return written
 
     def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:
@@ -116,7 +135,9 @@ class DosePredictor:
         from vmat_monai.data.convert import ConvertOptions, convert_tree
 
         summary = convert_tree(src, data_dir, ConvertOptions(structure_set=self.structure_set, allow_missing_dose=True))
-        items = [_case_item(p) for p in sorted(data_dir.iterdir()) if (p / "case.json").exists()]
+        items = [
+            _case_item(p) | {"dicom_source": str(src)} for p in sorted(data_dir.iterdir()) if (p / "case.json").exists()
+        ]
         if not items:
             errors = "; ".join(r.get("errors", "") for r in summary["cases"]) or "no DICOM-RT study found"
             raise FileNotFoundError(f"{src}: nothing to predict ({errors})")

@@ -62,14 +62,21 @@ def evaluate_goals(
         voxel_cc: voxel volume, cm³.
     """
     out: list[GoalResult] = []
+    d = np.asarray(dose)
+    voxels: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # structure -> (dose, weight) of its voxels
+    for name, m in masks.items():
+        w = np.asarray(m, dtype=np.float64)
+        sel = w > 0
+        if sel.any():
+            voxels[name] = (d[sel], w[sel])
 
-    def present(name: str) -> bool:
-        return name in masks and bool(np.any(np.asarray(masks[name]) > 0))
+    def stat(name: str, what: str) -> float:
+        return dvh_statistics(*voxels[name], voxel_cc, (what,))[what]
 
     for target, level in structure_set.targets.items():
-        if not present(target):
+        if target not in voxels:
             continue
-        st = dvh_statistics(dose, masks[target], voxel_cc, ("D95", "D2"))
+        st = dvh_statistics(*voxels[target], voxel_cc, ("D95", "D2"))
         lim = COVERAGE_FRACTION * level
         out.append(_check(f"{target} D95 >= {lim:.1f} Gy", target, "D95", ">=", lim, st["D95"]))
         if target == structure_set.primary_target:
@@ -81,19 +88,17 @@ def evaluate_goals(
         limit = float(constraints_natural[spec.key])
         structures = [s for s in structure_set.organs if s == spec.structure or s.startswith(spec.structure + "_")]
         for s in structures:
-            if not present(s):
+            if s not in voxels:
                 continue
             if spec.kind == "dmax":
-                v = dvh_statistics(dose, masks[s], voxel_cc, ("D0.03cc",))["D0.03cc"]
+                v = stat(s, "D0.03cc")
                 out.append(_check(f"{s} D0.03cc <= {limit:.1f} Gy", s, "D0.03cc", "<=", limit, v))
             elif spec.kind == "vx":
-                stat = f"V{spec.dose_gy:g}"
-                v = dvh_statistics(dose, masks[s], voxel_cc, (stat,))[stat]
-                out.append(_check(f"{s} {stat}Gy <= {100 * limit:.1f} %", s, stat, "<=", 100 * limit, v))
+                name = f"V{spec.dose_gy:g}"
+                out.append(_check(f"{s} {name}Gy <= {100 * limit:.1f} %", s, name, "<=", 100 * limit, stat(s, name)))
             else:
-                stat = f"V{spec.dose_gy:g}cc"
-                v = dvh_statistics(dose, masks[s], voxel_cc, (stat,))[stat]
-                out.append(_check(f"{s} V{spec.dose_gy:g}Gy <= {limit:.0f} cc", s, stat, "<=", limit, v))
+                name = f"V{spec.dose_gy:g}cc"
+                out.append(_check(f"{s} V{spec.dose_gy:g}Gy <= {limit:.0f} cc", s, name, "<=", limit, stat(s, name)))
     return out
 
 

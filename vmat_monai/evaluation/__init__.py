@@ -1,0 +1,1 @@
+"""Evaluation of predicted doses: per-case metrics, batch reports and figures."""

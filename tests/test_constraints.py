@@ -35,3 +35,20 @@ def test_bad_values_are_rejected():
         ConstraintVector.from_goals({"rectum_V99": 0.1})
     with pytest.raises(ValueError, match="finite"):
         ConstraintVector.from_goals({"rectum_V70": float("nan")})
+
+
+def test_what_if_overrides_are_parsed_checked_and_applied():
+    from vmat_monai.constraints import override_vector, parse_overrides
+
+    o = parse_overrides(["rectum_v70=0.10", "bowel_V45cc = 150"])
+    assert o == {"rectum_V70": 0.10, "bowel_V45cc": 150.0}
+    v = override_vector(ConstraintVector.defaults().vector, o)
+    assert v[5] == pytest.approx(0.10) and v[11] == pytest.approx(150 / 500)
+    assert v[3] == pytest.approx(0.50)  # untouched entries keep their value
+    for bad, msg in (("rectum_V70", "KEY=VALUE"), ("rectum_V70=abc", "not a number"), ("rectum_V70=-1", ">= 0")):
+        with pytest.raises(ValueError, match=msg):
+            parse_overrides([bad])
+    with pytest.raises(KeyError, match="unknown constraint"):
+        parse_overrides(["liver_V30=0.2"])
+    with pytest.raises(ValueError, match="13 values"):
+        override_vector([1.0, 2.0], o)

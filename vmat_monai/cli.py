@@ -5,6 +5,7 @@ Subcommands:
     convert  DICOM-RT folders -> case folders + datalist.json + QA report
     evaluate predicted doses vs planned doses: metrics CSV, summary JSON, figures
     export-rtdose  a predicted dose NIfTI -> DICOM RTDOSE
+    predict  full-volume prediction with a trained checkpoint (what-if goals with --constraint)
     main     the main job on the embedded default data (synthetic cohort)
 
 Errors a user can fix are reported on one line (``error: ...``) with a non-zero exit.
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vmat_monai.metrics.gamma import GammaOptions
@@ -218,13 +219,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
+    from vmat_monai.engine.bundle import predictor_from_bundle
+
+    try:
+        return predictor_from_bundle(
+            args.ckpt, args.config, constraint_overrides=overrides or {}, device=args.device, **kwargs
+        )
+    except (FileNotFoundError, KeyError, RuntimeError) as exc:
+        raise UserError(str(exc).strip('"')) from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from vmat_monai.constraints import parse_overrides
+
+    try:
+        overrides = parse_overrides(args.constraint)
+    except (ValueError, KeyError) as exc:
+        raise UserError(str(exc).strip('"')) from None
+    predictor = _predictor(args, overrides, rtdose=args.rtdose, dicom_source=args.dicom)
+    try:
+        written = predictor.predict(args.source, args.out, args.split)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise UserError(str(exc).strip('"')) from None
+    if overrides:
+        print("what-if goals: " + ", ".join(f"{k}={v:g}" for k, v in overrides.items()))
+    for w in written:
+        print(f"prediction: {w.resolve()}")
+    return 0
+
+
 def _cmd_main(args: argparse.Namespace) -> int:
-    """The main job: synthetic cohort -> read-back check -> conversion (grows with the pipeline)."""
+    """The main job: cohort -> check -> conversion -> training -> prediction -> evaluation -> what-if."""
     from vmat_monai.data.synthetic.check import check_cohort
 
     root = Path(args.workdir)
     dicom_dir, data_dir = root / "dicom", root / "data"
-    print(f"[1/3] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
+    print(f"[1/7] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
     synth_args = argparse.Namespace(
         out=str(dicom_dir),
         cases=args.cases,
@@ -235,14 +266,14 @@ def _cmd_main(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     rc = _cmd_synth(synth_args)
-    print("[2/3] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking the plans", flush=True)
+    print("[2/7] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking the plans", flush=True)
     report = check_cohort(dicom_dir)
     ok = sum(1 for r in report if r["ok"])
     for r in report:
         if not r["ok"]:
             print(f"CHECK FAILED {r['case_id']}: {'; '.join(r['problems'])}", file=sys.stderr)
     print(f"checked {ok}/{len(report)} cases OK")
-    print(f"[3/3] converting DICOM-RT to case folders in {data_dir}", flush=True)
+    print(f"[3/7] converting DICOM-RT to case folders in {data_dir}", flush=True)
     conv_args = argparse.Namespace(
         input=str(dicom_dir),
         output=str(data_dir),
@@ -256,7 +287,54 @@ def _cmd_main(args: argparse.Namespace) -> int:
         format="dicom",
     )
     rc = _cmd_convert(conv_args) or rc
-    return rc or (0 if ok == len(report) else 1)
+    if args.train_minutes <= 0:
+        return rc or (0 if ok == len(report) else 1)
+    return _model_stages(args, root, dicom_dir, data_dir) or rc or (0 if ok == len(report) else 1)
+
+
+def _model_stages(args: argparse.Namespace, root: Path, dicom_dir: Path, data_dir: Path) -> int:
+    """Stages 4-7 of the main job."""
+    from vmat_monai.data.datasets import load_datalist
+    from vmat_monai.evaluation.report import EvaluationSettings, evaluate_predictions
+    from vmat_monai.pipeline import predict_held_out, train_bounded, what_if
+
+    datalist = data_dir / "datalist.json"
+    model_dir, pred_dir = root / "model", root / "predictions"
+    print(f"[4/7] training ({args.config} configuration) for {args.train_minutes:g} min in {model_dir}", flush=True)
+    ckpt = train_bounded(datalist, model_dir, args.train_minutes, args.config, fresh=args.fresh)
+    print(f"[5/7] predicting the held-out cases (validation + test) into {pred_dir}", flush=True)
+    pargs = argparse.Namespace(ckpt=ckpt, config=args.config, device=None)
+    predict_held_out(_predictor(pargs, rtdose=True, dicom_source=dicom_dir), datalist, pred_dir, fresh=args.fresh)
+    print("[6/7] evaluating against the planned doses", flush=True)
+    with _progress("evaluate") as progress:
+        summary = evaluate_predictions(pred_dir, datalist, pred_dir / "evaluation", EvaluationSettings(), progress)
+    print_evaluation(summary)
+    print("[7/7] what-if: the first test case with tighter rectum goals", flush=True)
+    item = (load_datalist(datalist, "test") or load_datalist(datalist, "validation"))[0]
+    overrides = {"rectum_V50": 0.25, "rectum_V60": 0.15, "rectum_V70": 0.08}
+    res = what_if(lambda o: _predictor(pargs, o), item, overrides, root / "what_if")
+    ch = res["change"]
+    print(
+        f"{item['case_id']}: rectum Dmean {res['own_goals']['Dmean']:.2f} -> {res['tightened_goals']['Dmean']:.2f} Gy "
+        f"({ch['Dmean']:+.2f}), V70 {ch['V70']:+.2f} %-points, PTV70 D95 {res['ptv_d95_own']:.2f} -> "
+        f"{res['ptv_d95_tightened']:.2f} Gy"
+    )
+    m = summary["metrics"]
+    print("\nmain job summary (held-out synthetic cases):")
+    for key, label, target in (
+        ("MAE_body", "MAE in the body (Gy)", "<= 1.5"),
+        ("gamma_pass_rate", "gamma 3%/3mm global (%)", ">= 90"),
+        ("PTV70_D95_err", "PTV70 D95 error (Gy)", "|.| <= 1.5"),
+        ("goals_agreement", "clinical goals, pred vs plan agree (%)", ""),
+        ("goals_pass_rate_pred", "clinical goals met by prediction (%)", ""),
+    ):
+        s = m.get(key, {})
+        if s.get("n"):
+            print(f"  {label:<42}{s['mean']:>8.2f} ± {s['sd']:.2f}  (target {target or '-'})")
+    out = Path(summary["output_dir"]).resolve()
+    print(f"report: {out / 'metrics.csv'}, {out / 'summary.json'}\nfigures: {out / 'figures'}")
+    print(f"predictions (NIfTI + RTDOSE): {pred_dir.resolve()}\nwhat-if: {(root / 'what_if').resolve()}")
+    return 1 if summary["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,12 +393,34 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--keep-phi", action="store_true", help="copy patient name/ID from the source")
     x.set_defaults(func=_cmd_export)
 
+    r = sub.add_parser("predict", help="full-volume dose prediction with a trained checkpoint")
+    r.add_argument("--ckpt", required=True, help="Lightning checkpoint (e.g. runs/default/model/checkpoints/last.ckpt)")
+    r.add_argument("--source", required=True, help="datalist.json, case folder, folder of case folders, or DICOM-RT")
+    r.add_argument("--out", required=True, help="output folder (<case_id>/dose_pred.nii.gz)")
+    r.add_argument("--split", default="test", help="datalist split to predict (default test)")
+    r.add_argument("--config", default="cpu", help="bundle config the checkpoint was trained with (cpu, default, JSON)")
+    r.add_argument(
+        "--constraint",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="what-if goal in natural units, e.g. rectum_V70=0.10 (repeatable; keys in docs/CONSTRAINTS.md)",
+    )
+    r.add_argument("--rtdose", action="store_true", help="also write RD.pred.dcm (DICOM RTDOSE) per case")
+    r.add_argument("--dicom", default=None, help="DICOM-RT folder the cases came from (RTDOSE references it)")
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    r.set_defaults(func=_cmd_predict)
+
     m = sub.add_parser("main", help="run the main job on the embedded synthetic data")
     m.add_argument("--workdir", default="runs/default", help="where everything is written (default runs/default)")
     m.add_argument("--cases", type=int, default=24, help="synthetic patients (default 24)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=2)
     m.add_argument("--fresh", action="store_true", help="redo every stage instead of reusing finished work")
+    m.add_argument(
+        "--train-minutes", type=float, default=15.0, help="training time budget, minutes (default 15; 0: data only)"
+    )
+    m.add_argument("--config", default="cpu", help="bundle config override: cpu (default), default, or a JSON file")
     m.set_defaults(func=_cmd_main)
     return p
 

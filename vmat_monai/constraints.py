@@ -23,6 +23,8 @@ __all__ = [
     "SOURCE_PLAN",
     "ConstraintSpec",
     "ConstraintVector",
+    "override_vector",
+    "parse_overrides",
 ]
 
 RX_GY = 70.0
@@ -185,3 +187,31 @@ class ConstraintVector:
             natural[s.index] = float(e["natural"])
             sources[s.index] = str(e["source"])
         return cls(natural, sources)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, float]:
+    """``["rectum_V70=0.10", "bowel_V45cc=150"]`` -> ``{"rectum_V70": 0.1, ...}`` (natural units, keys checked)."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"constraint {item!r}: use KEY=VALUE, e.g. rectum_V70=0.10")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"constraint {item!r}: {value!r} is not a number") from None
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"constraint {item!r}: the value must be finite and >= 0")
+        out[spec(key.strip()).key] = v
+    return out
+
+
+def override_vector(vector: Sequence[float], overrides: Mapping[str, float]) -> list[float]:
+    """A network-scaled constraint vector with some entries replaced by natural values (Gy, fraction, cc)."""
+    v = [float(x) for x in vector]
+    if len(v) != N_CONSTRAINTS:
+        raise ValueError(f"a constraint vector has {N_CONSTRAINTS} values (got {len(v)})")
+    for key, natural in overrides.items():
+        s = spec(key)
+        v[s.index] = float(natural) / s.scale
+    return v

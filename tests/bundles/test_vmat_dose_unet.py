@@ -179,6 +179,22 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     predictor = DosePredictor(cpu_conditioned_unet(), ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6))
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
+    # the CLI: what-if goals change the prediction and are recorded beside it
+    tiny_cfg = json.loads((CONFIGS / "cpu.json").read_text()) | {"patch_size": [32, 32, 32], "pixdim": [6, 6, 6]}
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_cfg))
+    from vmat_monai.cli import main as cli
+
+    base = ["predict", "--ckpt", str(ckpts / "last.ckpt"), "--config", str(tmp_path / "tiny.json")]
+    base += ["--source", str(bundle_data), "--device", "cpu"]
+    assert cli([*base, "--out", str(tmp_path / "own")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "tight"), "--constraint", "rectum_V70=0.01"]) == 0
+    cid = test_case["case_id"]
+    rec = json.loads((tmp_path / "tight" / cid / "prediction.json").read_text())
+    assert rec["constraint_overrides"] == {"rectum_V70": 0.01} and rec["constraint_vector"][5] == pytest.approx(0.01)
+    own = nib.load(str(tmp_path / "own" / cid / "dose_pred.nii.gz")).get_fdata()
+    tight = nib.load(str(tmp_path / "tight" / cid / "dose_pred.nii.gz")).get_fdata()
+    assert not np.allclose(own, tight)  # the network is conditioned on the goals (FiLM)
+    assert cli([*base, "--out", str(tmp_path / "bad"), "--constraint", "liver_V30=0.2"]) == 2
     # ... and written as RTDOSE in the source study's frame of reference
     import pydicom
 

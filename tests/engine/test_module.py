@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 from monai.networks.nets import UNet
@@ -58,3 +60,15 @@ def test_module_without_loss_refuses_to_train():
     m = DosePredictionModule(ConditionedUNet(3, 9, 1, channels=(8, 16)))
     with pytest.raises(RuntimeError, match="without a loss"):
         m.training_step(_batch(), 0)
+
+
+def test_time_cosine_warms_up_then_anneals_over_the_budget():
+    from vmat_monai.engine.module import time_cosine
+
+    assert time_cosine(0.0, 100.0) == pytest.approx(0.01)  # warm-up starts at the floor
+    assert time_cosine(1.0, 100.0) == pytest.approx(0.5)  # half-way through the 2 % warm-up
+    assert time_cosine(2.0, 100.0) == pytest.approx(1.0)
+    assert time_cosine(51.0, 100.0) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert time_cosine(100.0, 100.0) == pytest.approx(0.01) and time_cosine(500.0, 100.0) == pytest.approx(0.01)
+    values = [time_cosine(t, 100.0) for t in range(2, 101)]
+    assert all(a >= b for a, b in itertools.pairwise(values))

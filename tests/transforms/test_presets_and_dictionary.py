@@ -14,7 +14,6 @@ from vmat_monai.transforms import (
     ConstraintVectord,
     DoseToRelatived,
     RandFlipPairsd,
-    SignedDistanced,
     train_transforms,
     val_transforms,
 )
@@ -156,23 +155,21 @@ def test_rand_flip_pairs_draws_once_for_all_keys_and_is_seeded():
     assert a == b
 
 
-def test_composes_with_monai_stock_transforms_only(case):
-    """What another MONAI project would write: our transforms inside a stock chain."""
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, RandSpatialCropd
+def test_readme_reuse_example_runs_in_a_stock_monai_chain(converted, tmp_path, monkeypatch):
+    """The README's "Reuse the transforms" block, executed as written on a converted case folder."""
+    import os
+    import re
+    from pathlib import Path
 
-    from vmat_monai.transforms import RandFlipPairsd
-
-    chain = Compose(
-        [
-            LoadImaged(["image", "masks"]),
-            EnsureChannelFirstd(["image", "masks"]),
-            Orientationd(["image", "masks"], axcodes="RAS"),
-            SignedDistanced("masks", output_keys="sdf", margin_mm=30.0),
-            RandSpatialCropd(["image", "sdf"], roi_size=(24, 24, 24), random_size=False),
-            RandFlipPairsd(["image", "sdf"], prob=1.0, pairs=[(5, 6)], pair_keys="sdf"),
-        ]
-    )
-    chain.set_random_state(0)
-    out = chain({"image": case["image"], "masks": case["masks"]})
-    assert out["sdf"].shape == (8, 24, 24, 24)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Reuse the transforms", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    data, _ = converted
+    case_dir = next(p.parent for p in sorted(data.glob("*/case.json")))
+    os.symlink(case_dir, tmp_path / "case")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    out = scope["sample"]
+    assert out["sdf"].shape == (8, 24, 24, 24) and out["image"].shape == (1, 24, 24, 24)
     assert -1.0 <= float(out["sdf"].min()) and float(out["sdf"].max()) <= 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,9 +12,10 @@ import pytorch_lightning as pl
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
+from pytorch_lightning.callbacks import Timer
 from torch import nn
 
-__all__ = ["DosePredictionModule", "dose_metrics"]
+__all__ = ["DosePredictionModule", "dose_metrics", "time_cosine"]
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -48,6 +51,9 @@ class DosePredictionModule(pl.LightningModule):
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
         max_epochs: length of the cosine schedule, epochs.
+        schedule_seconds: if set, the cosine schedule runs over this much training wall-clock
+            time instead of over epochs (for time-bounded runs with the Trainer's ``max_time``;
+            resumed runs continue where the Trainer's timer stopped), with a 2 % linear warm-up.
         roi_size: sliding-window size for validation, voxels.
         sw_batch_size: windows per forward pass.
         overlap: sliding-window overlap (Gaussian blending).
@@ -64,11 +70,13 @@ class DosePredictionModule(pl.LightningModule):
         roi_size: Sequence[int] = (128, 128, 128),
         sw_batch_size: int = 1,
         overlap: float = 0.25,
+        schedule_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "loss"])
         self.network = network
         self.loss = loss
+        self._fit_start: float | None = None
         self.film = len(inspect.signature(network.forward).parameters) >= 2
         self.inferer = SlidingWindowInferer(
             roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian"
@@ -125,5 +133,29 @@ class DosePredictionModule(pl.LightningModule):
         opt = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
+        if self.hparams.get("schedule_seconds"):
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda _: time_cosine(self._train_seconds(), self.hparams.schedule_seconds)
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.hparams.max_epochs)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def _train_seconds(self) -> float:
+        """Training time so far, s: the Trainer's timer (kept across resumes) or time since fit start."""
+        trainer = self._trainer
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None) if trainer is not None else None
+        if timer is not None:
+            return float(timer.time_elapsed("train"))
+        if self._fit_start is None:
+            self._fit_start = time.monotonic()
+        return time.monotonic() - self._fit_start
+
+
+def time_cosine(elapsed_s: float, total_s: float, warmup: float = 0.02, floor: float = 0.01) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` of the budget, then cosine down to ``floor``."""
+    p = min(max(elapsed_s / total_s, 0.0), 1.0)
+    if p < warmup:
+        return max(p / warmup, floor)
+    q = (p - warmup) / (1.0 - warmup)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * q))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from monai.transforms import Invertd
 from torch import nn
 from tqdm.auto import tqdm
 
-from vmat_monai.atomic import atomic_file
+from vmat_monai.atomic import atomic_file, write_text_atomic
+from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.datasets import load_datalist, preset_kwargs
 from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.transforms import inference_transforms
@@ -53,6 +54,8 @@ class DosePredictor:
         rtdose: also write ``RD.pred.dcm`` (DICOM RTDOSE) beside each NIfTI; always done when
             predicting straight from a DICOM-RT folder, whose study the RTDOSE then references.
         dicom_source: DICOM-RT folder the cases were converted from (RTDOSE references its UIDs).
+        constraint_overrides: what-if goals, key -> natural value (``{"rectum_V70": 0.10}``),
+            replacing the case's own values (see vmat_monai.constraints).
     """
 
     def __init__(
@@ -67,20 +70,28 @@ class DosePredictor:
         device: str | None = None,
         rtdose: bool = False,
         dicom_source: str | Path | None = None,
+        constraint_overrides: Mapping[str, float] | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_network_weights(network, ckpt_path)
+        self.ckpt_path = Path(ckpt_path)
         self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
         self.module.to(self.device).eval()
         self.structure_set = structure_set
         self.rtdose = rtdose
         self.dicom_source = dicom_source
+        self.constraint_overrides = dict(constraint_overrides or {})
+        for key in self.constraint_overrides:
+            spec(key)  # unknown keys fail here, before any prediction
         self.transform = inference_transforms(preset_kwargs(structure_set)["target_channels"], pixdim=pixdim)
 
     @torch.no_grad()
     def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Dose in Gy on the item's original CT grid: (array x, y, z; RAS affine)."""
-        d = self.transform(dict(item))
+        item = dict(item)
+        if self.constraint_overrides:
+            item["constraints"] = override_vector(item["constraints"], self.constraint_overrides)
+        d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
         rel = self.module.predict_volume(x, c)[0].cpu()
@@ -100,6 +111,15 @@ class DosePredictor:
             with atomic_file(case_dir / PRED_NAME) as tmp:
                 nib.save(nib.Nifti1Image(dose, affine), str(tmp))
             written.append(case_dir / PRED_NAME)
+            constraints = override_vector(item["constraints"], self.constraint_overrides)
+            record = {
+                "case_id": str(item.get("case_id", case_dir.name)),
+                "checkpoint": str(self.ckpt_path),
+                "constraint_vector": constraints,
+                "constraint_overrides": self.constraint_overrides,
+                "prescription_gy": float(item["prescription_gy"]),
+            }
+            write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
             source = item.get("dicom_source", self.dicom_source)
             if self.rtdose or source is not None:
                 from vmat_monai.dicom.export import export_rtdose

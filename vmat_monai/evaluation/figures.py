@@ -23,7 +23,16 @@ from matplotlib.figure import Figure
 from vmat_monai.atomic import atomic_file
 from vmat_monai.metrics.dvh import DVH
 
-__all__ = ["OKABE_ITO", "dose_slices_figure", "dvh_figure", "gamma_figure", "save_figure", "summary_figure"]
+__all__ = [
+    "OKABE_ITO",
+    "centre_of",
+    "dose_slices_figure",
+    "draw_slice",
+    "dvh_figure",
+    "gamma_figure",
+    "save_figure",
+    "summary_figure",
+]
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 ISODOSE_FRACTIONS = (0.3, 0.5, 0.8, 0.95, 1.0, 1.05)
@@ -63,7 +72,7 @@ def _contour(ax: plt.Axes, img: np.ndarray, ext: Sequence[float], **kwargs: obje
     ax.contour(x, y, img, **kwargs)
 
 
-def _draw(
+def draw_slice(
     ax: plt.Axes,
     ct: np.ndarray,
     overlay: np.ndarray | None,
@@ -133,9 +142,9 @@ def dose_slices_figure(
     iso = [f * rx for f in ISODOSE_FRACTIONS]
     lim = max(0.1 * rx, 1.0)
     for r, view in enumerate(VIEWS):
-        im_d = _draw(axes[r, 0], ct, plan, masks, spacing, view, centre, vmax=vmax, isodose_gy=iso)
-        _draw(axes[r, 1], ct, pred, masks, spacing, view, centre, vmax=vmax, isodose_gy=iso)
-        im_x = _draw(axes[r, 2], ct, diff, masks, spacing, view, centre, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        im_d = draw_slice(axes[r, 0], ct, plan, masks, spacing, view, centre, vmax=vmax, isodose_gy=iso)
+        draw_slice(axes[r, 1], ct, pred, masks, spacing, view, centre, vmax=vmax, isodose_gy=iso)
+        im_x = draw_slice(axes[r, 2], ct, diff, masks, spacing, view, centre, cmap="RdBu_r", vmin=-lim, vmax=lim)
         axes[r, 0].set_ylabel(view)
     for c, t in enumerate(("plan", "prediction", "prediction - plan")):
         axes[0, c].set_title(t)
@@ -182,7 +191,7 @@ def gamma_figure(
     im = None
     for ax, view in zip(axes, VIEWS, strict=True):
         g = np.ma.masked_invalid(gamma_map)
-        im = _draw(ax, ct, g, masks, spacing, view, centre, cmap="PuOr_r", vmin=0.0, vmax=2.0, alpha=0.7)
+        im = draw_slice(ax, ct, g, masks, spacing, view, centre, cmap="PuOr_r", vmin=0.0, vmax=2.0, alpha=0.7)
         ax.set_title(view)
     fig.colorbar(im, ax=axes, location="right", shrink=0.8, label="gamma")
     fig.suptitle(title)
@@ -216,7 +225,7 @@ def summary_figure(
         panels.append(("gamma", np.ma.masked_invalid(gamma_map), "PuOr_r", 0, 2))
     for c, (name, arr, cmap, lo, hi) in enumerate(panels):
         ax = fig.add_subplot(gs[0, c])
-        im = _draw(
+        im = draw_slice(
             ax, ct, arr, masks, spacing, "axial", centre, cmap=cmap, vmin=lo, vmax=hi, isodose_gy=iso if c < 2 else ()
         )
         ax.set_title(name)

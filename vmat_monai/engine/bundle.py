@@ -1,0 +1,60 @@
+"""The ``vmat_dose_unet`` bundle from Python: where it is, its configs, a predictor built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUNDLE_NAME", "bundle_dir", "config_files", "predictor_from_bundle"]
+
+BUNDLE_NAME = "vmat_dose_unet"
+
+
+def bundle_dir() -> Path:
+    """The bundle folder of this checkout (``bundles/vmat_dose_unet`` beside the package)."""
+    d = Path(__file__).resolve().parents[2] / "bundles" / BUNDLE_NAME
+    if not (d / "configs").is_dir():
+        raise FileNotFoundError(f"bundle folder {d} not found: run from a checkout of vmat-monai")
+    return d
+
+
+def config_files(base: str, variant: str | None) -> list[str]:
+    """``configs/<base>.json`` plus an override: ``cpu``/``multi_gpu_train`` (bundle configs) or a JSON path."""
+    configs = bundle_dir() / "configs"
+    files = [str(configs / f"{base}.json")]
+    if variant and variant != "default":
+        path = Path(variant)
+        if not path.suffix:
+            path = configs / f"{variant}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"config {variant!r} not found (tried {path}); use cpu, default or a JSON file")
+        files.append(str(path))
+    return files
+
+
+def predictor_from_bundle(
+    ckpt_path: str | Path,
+    variant: str | None = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+    **predictor_kwargs: Any,
+) -> Any:
+    """A :class:`~vmat_monai.engine.predict.DosePredictor` with the network and window of the bundle's
+    ``inference.json`` (+ ``variant``), loading ``ckpt_path``; ``predictor_kwargs`` override its arguments."""
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.predict import DosePredictor
+
+    parser = ConfigParser()
+    parser.read_config(config_files("inference", variant))
+    for k, v in (overrides or {}).items():
+        parser[k] = v
+    kwargs: dict[str, Any] = {
+        "structure_set": parser["structure_set"],
+        "roi_size": parser["patch_size"],
+        "sw_batch_size": parser["sw_batch_size"],
+        "overlap": parser["sw_overlap"],
+        "pixdim": parser["pixdim"],
+    }
+    kwargs.update(predictor_kwargs)
+    return DosePredictor(parser.get_parsed_content("network"), ckpt_path, **kwargs)

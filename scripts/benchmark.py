@@ -6,6 +6,7 @@ Usage::
     .venv/bin/python scripts/benchmark.py                 # every benchmark but accuracy
     .venv/bin/python scripts/benchmark.py --only accuracy # 20 min of CPU training, then held-out metrics
     .venv/bin/python scripts/benchmark.py --only synth    # one of them
+    .venv/bin/python scripts/benchmark.py --only openkbp --minutes 30   # OpenKBP scores after 30 min
     .venv/bin/python scripts/benchmark.py --out docs/BENCHMARKS.md
 
 Each benchmark returns rows (name, value, unit, note). The machine description (CPU, cores,
@@ -15,6 +16,7 @@ memory, versions) heads the table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -247,7 +249,6 @@ def bench_accuracy(minutes: float = 20.0, epochs: int = 70) -> list[Row]:
     patches) for ``minutes``, predicts the validation and test cases (never trained on) with
     last.ckpt, and reports MAE in the body and PTV70 D95 error against the plan dose, Gy.
     """
-    import json
     import subprocess
 
     import nibabel as nib
@@ -378,6 +379,72 @@ def bench_gamma() -> list[Row]:
     ]
 
 
+OPTIONS: dict[str, object] = {"minutes": 30.0, "openkbp_root": None}
+
+
+def bench_openkbp() -> list[Row]:
+    """OpenKBP: train the CPU configuration on the training patients for a time budget, predict the
+    validation patients, and score them with the challenge's dose and DVH scores.
+
+    Data: ``--openkbp-root`` (a checkout's provided-data folder with train-pats/ and
+    validation-pats/; default ../shared/data/openkbp beside the repository). Everything is
+    written to runs/openkbp/ (conversion and a finished training are reused).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.data.datasets import load_datalist
+    from vmat_monai.engine.bundle import predictor_from_bundle
+    from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
+    from vmat_monai.pipeline import train_bounded
+    from vmat_monai.structures import OPENKBP_HN
+
+    root = Path(__file__).resolve().parent.parent
+    src = Path(str(OPTIONS["openkbp_root"] or root.parent / "shared" / "data" / "openkbp"))
+    if not src.is_dir():
+        raise SystemExit(f"{src} not found: pass --openkbp-root PATH (the folder holding train-pats/)")
+    work = root / "runs" / "openkbp"
+    opts = ConvertOptions(structure_set="openkbp_hn", source_format="openkbp")
+    t0 = time.perf_counter()
+    conv = convert_tree(src, work / "data", opts, workers=2)
+    convert_s = time.perf_counter() - t0
+    datalist = work / "data" / "datalist.json"
+    minutes = float(OPTIONS["minutes"])  # type: ignore[arg-type]
+    ckpt = train_bounded(datalist, work / "model", minutes, "cpu,openkbp")
+    predictor = predictor_from_bundle(ckpt, "cpu,openkbp", openkbp_submission=True)
+    items = load_datalist(datalist, "test")
+    t0 = time.perf_counter()
+    predictor.predict_items(items, work / "predictions")
+    predict_s = (time.perf_counter() - t0) / max(len(items), 1)
+    scores, pred_m, ref_m = [], [], []
+    targets = list(OPENKBP_HN.targets)
+    for it in items:
+        pred = np.asarray(nib.load(str(work / "predictions" / it["case_id"] / "dose_pred.nii.gz")).dataobj)
+        ref = np.asarray(nib.load(it["dose"]).dataobj)
+        pdm = np.asarray(nib.load(it["body"]).dataobj) > 0
+        m = np.asarray(nib.load(it["masks"]).dataobj) > 0
+        masks = {name: m[..., i] for i, name in enumerate(OPENKBP_HN.channels)}
+        vox = nib.load(it["dose"]).header.get_zooms()[:3]
+        scores.append(dose_score(pred, ref, pdm))
+        pred_m.append(dvh_metrics(pred, masks, vox, targets))
+        ref_m.append(dvh_metrics(ref, masks, vox, targets))
+    record = json.loads((work / "model" / "training.json").read_text())
+    split = conv["split"]
+    note = (
+        f"cpu.json + openkbp.json (64³ patches, native 3.9×3.9×2.5 mm), trained on {split['training']} "
+        f"patients ({split['validation']} for validation) for {minutes:g} min ({record['summary']}); "
+        f"{len(items)} validation patients"
+    )
+    board = "leaderboard (test phase): 1st 2.429 / 1.478, 2nd 2.564 / 1.705, 3rd 2.615 / 1.582"
+    return [
+        ("OpenKBP conversion", convert_s / max(conv["n_studies"], 1), "s/patient", f"{conv['n_studies']} patients"),
+        ("OpenKBP dose score", float(np.mean(scores)), "Gy", note),
+        ("OpenKBP DVH score", dvh_score(pred_m, ref_m), "Gy", board),
+        ("OpenKBP prediction", predict_s, "s/patient", "sliding window 64³, overlap 0.25, + submission CSV"),
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "accuracy": bench_accuracy,
     "training": bench_training,
@@ -387,6 +454,7 @@ BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "sdf": bench_sdf,
     "patches": bench_patches,
     "gamma": bench_gamma,
+    "openkbp": bench_openkbp,
 }
 
 
@@ -394,9 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     p.add_argument("--out", type=Path, help="write the markdown table to this file")
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget of --only openkbp, minutes")
+    p.add_argument("--openkbp-root", type=Path, default=None, help="OpenKBP provided-data folder (train-pats/...)")
     args = p.parse_args(argv)
+    OPTIONS.update(minutes=args.minutes, openkbp_root=args.openkbp_root)
     rows: list[Row] = []
-    for name in args.only or [b for b in BENCHMARKS if b != "accuracy"]:
+    for name in args.only or [b for b in BENCHMARKS if b not in ("accuracy", "openkbp")]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows += BENCHMARKS[name]()
     lines = [

@@ -356,9 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="data folder to write")
     c.add_argument(
         "--format",
-        choices=["dicom", "npz"],
+        choices=["dicom", "npz", "openkbp"],
         default="dicom",
-        help="dicom: DICOM-RT exports; npz: the original research code's NPZ cases (trusted files only)",
+        help="dicom: DICOM-RT exports; npz: the original research code's NPZ cases (trusted files only); "
+        "openkbp: the OpenKBP challenge's sparse-CSV patients (use --structure-set openkbp_hn)",
     )
     c.add_argument("--structure-set", default="prostate_sib", help="structure set name or JSON file")
     c.add_argument("--mapping", default=None, help="structure-name mapping JSON (default: oar_mapping.json)")

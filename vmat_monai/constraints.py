@@ -16,13 +16,16 @@ import numpy as np
 
 __all__ = [
     "CONSTRAINT_LAYOUT",
+    "LAYOUTS",
     "N_CONSTRAINTS",
+    "OPENKBP_LAYOUT",
     "RX_GY",
     "SOURCE_DEFAULT",
     "SOURCE_OVERRIDE",
     "SOURCE_PLAN",
     "ConstraintSpec",
     "ConstraintVector",
+    "layout_for",
     "override_vector",
     "parse_overrides",
 ]
@@ -43,8 +46,8 @@ class ConstraintSpec:
         index: position in the vector.
         key: name used in files and on the command line.
         kind: ``"target"`` (prescribed dose if present, else 0), ``"vx"`` (max volume fraction
-            receiving ``dose_gy``), ``"vx_cc"`` (max volume in cc receiving ``dose_gy``) or
-            ``"dmax"`` (max dose in Gy).
+            receiving ``dose_gy``), ``"vx_cc"`` (max volume in cc receiving ``dose_gy``),
+            ``"dmax"`` (max dose in Gy, evaluated as D0.03cc) or ``"dmean"`` (max mean dose, Gy).
         structure: canonical structure the goal applies to (``"Femur"`` means both heads).
         dose_gy: dose level of a ``vx``/``vx_cc`` goal, or the prescription of a target, Gy.
         default_natural: protocol default in natural units (Gy, fraction or cc).
@@ -79,6 +82,8 @@ class ConstraintSpec:
             return f"{self.structure} present: {self.dose_gy:g} Gy / Rx"
         if self.kind == "dmax":
             return f"{self.structure} Dmax <= {self.default_natural:g} Gy"
+        if self.kind == "dmean":
+            return f"{self.structure} Dmean <= {self.default_natural:g} Gy"
         if self.kind == "vx_cc":
             return f"{self.structure} V{self.dose_gy:g}Gy <= {self.default_natural:g} cc"
         return f"{self.structure} V{self.dose_gy:g}Gy <= {100 * self.default_natural:g} %"
@@ -100,15 +105,43 @@ CONSTRAINT_LAYOUT: tuple[ConstraintSpec, ...] = (
     ConstraintSpec(12, "cord_Dmax", "dmax", "SpinalCord", None, 45.0, "Gy"),
 )
 N_CONSTRAINTS = len(CONSTRAINT_LAYOUT)
-_BY_KEY = {s.key: s for s in CONSTRAINT_LAYOUT}
+
+OPENKBP_LAYOUT: tuple[ConstraintSpec, ...] = (
+    ConstraintSpec(0, "ptv70", "target", "PTV70", 70.0, 70.0, "Gy"),
+    ConstraintSpec(1, "ptv63", "target", "PTV63", 63.0, 63.0, "Gy"),
+    ConstraintSpec(2, "ptv56", "target", "PTV56", 56.0, 56.0, "Gy"),
+    ConstraintSpec(3, "brainstem_Dmax", "dmax", "Brainstem", None, 54.0, "Gy"),
+    ConstraintSpec(4, "cord_Dmax", "dmax", "SpinalCord", None, 45.0, "Gy"),
+    ConstraintSpec(5, "parotid_R_Dmean", "dmean", "RightParotid", None, 26.0, "Gy"),
+    ConstraintSpec(6, "parotid_L_Dmean", "dmean", "LeftParotid", None, 26.0, "Gy"),
+    ConstraintSpec(7, "esophagus_Dmean", "dmean", "Esophagus", None, 34.0, "Gy"),
+    ConstraintSpec(8, "larynx_Dmean", "dmean", "Larynx", None, 44.0, "Gy"),
+    ConstraintSpec(9, "mandible_Dmax", "dmax", "Mandible", None, 70.0, "Gy"),
+)
+"""Head-and-neck (OpenKBP) layout: target presence and one protocol goal per organ; per-case
+values come from :func:`vmat_monai.data.openkbp.openkbp_constraints` (documented rule)."""
+
+LAYOUTS: dict[str, tuple[ConstraintSpec, ...]] = {"prostate_sib": CONSTRAINT_LAYOUT, "openkbp_hn": OPENKBP_LAYOUT}
 
 
-def spec(key: str) -> ConstraintSpec:
-    """Look up an entry by key (case-insensitive)."""
-    for k, s in _BY_KEY.items():
-        if k.lower() == key.lower():
+def layout_for(structure_set: str | Any) -> tuple[ConstraintSpec, ...]:
+    """The constraint layout of a structure set (by name, or a StructureSet whose ``extra`` names one)."""
+    name = (
+        structure_set
+        if isinstance(structure_set, str)
+        else structure_set.extra.get("constraint_layout", structure_set.name)
+    )
+    if name not in LAYOUTS:
+        raise KeyError(f"no constraint layout for {name!r}; known: {', '.join(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def spec(key: str, layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT) -> ConstraintSpec:
+    """Look up an entry of ``layout`` by key (case-insensitive)."""
+    for s in layout:
+        if s.key.lower() == key.lower():
             return s
-    raise KeyError(f"unknown constraint {key!r}; known keys: {', '.join(_BY_KEY)}")
+    raise KeyError(f"unknown constraint {key!r}; known keys: {', '.join(s.key for s in layout)}")
 
 
 @dataclass
@@ -118,51 +151,60 @@ class ConstraintVector:
     Args:
         natural: natural values (Gy, fraction, cc) in layout order.
         sources: where each value came from (``plan``, ``protocol_default``, ``user_override``).
+        layout: the entries (default: the prostate layout).
     """
 
     natural: np.ndarray
     sources: list[str]
+    layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT
 
     def __post_init__(self) -> None:
         self.natural = np.asarray(self.natural, dtype=np.float64).reshape(-1)
-        if self.natural.shape != (N_CONSTRAINTS,) or len(self.sources) != N_CONSTRAINTS:
-            raise ValueError(f"a constraint vector has {N_CONSTRAINTS} values")
+        n = len(self.layout)
+        if self.natural.shape != (n,) or len(self.sources) != n:
+            raise ValueError(f"a constraint vector of this layout has {n} values")
         if not np.all(np.isfinite(self.natural)) or np.any(self.natural < 0):
             raise ValueError(f"constraint values must be finite and >= 0: {self.natural}")
 
     @classmethod
-    def defaults(cls) -> ConstraintVector:
+    def defaults(cls, layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT) -> ConstraintVector:
         """The protocol defaults."""
-        return cls(np.array([s.default_natural for s in CONSTRAINT_LAYOUT]), [SOURCE_DEFAULT] * N_CONSTRAINTS)
+        return cls(np.array([s.default_natural for s in layout]), [SOURCE_DEFAULT] * len(layout), layout)
 
     @classmethod
-    def from_goals(cls, goals: Mapping[str, float], source: str = SOURCE_PLAN) -> ConstraintVector:
+    def from_goals(
+        cls,
+        goals: Mapping[str, float],
+        source: str = SOURCE_PLAN,
+        layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT,
+    ) -> ConstraintVector:
         """Defaults overridden by ``goals`` (key -> natural value), each marked with ``source``."""
-        vec = cls.defaults()
-        return vec.with_values(goals, source)
+        return cls.defaults(layout).with_values(goals, source)
 
     def with_values(self, values: Mapping[str, float], source: str = SOURCE_OVERRIDE) -> ConstraintVector:
         """A copy with some entries replaced (key -> natural value)."""
         natural, sources = self.natural.copy(), list(self.sources)
         for key, value in values.items():
-            s = spec(key)
+            s = spec(key, self.layout)
             natural[s.index] = float(value)
             sources[s.index] = source
-        return ConstraintVector(natural, sources)
+        return ConstraintVector(natural, sources, self.layout)
 
     @property
     def vector(self) -> np.ndarray:
-        """The 13 network values (natural / scale), float32."""
-        scales = np.array([s.scale for s in CONSTRAINT_LAYOUT])
+        """The network values (natural / scale), float32."""
+        scales = np.array([s.scale for s in self.layout])
         return (self.natural / scales).astype(np.float32)
 
     def as_goals(self) -> dict[str, float]:
         """Key -> natural value."""
-        return {s.key: float(self.natural[s.index]) for s in CONSTRAINT_LAYOUT}
+        return {s.key: float(self.natural[s.index]) for s in self.layout}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: vector, natural values with units, and sources."""
+        """JSON form: layout name, vector, natural values with units, and sources."""
+        name = next((k for k, v in LAYOUTS.items() if v == self.layout), "custom")
         return {
+            "layout": name,
             "vector": [float(v) for v in self.vector],
             "entries": [
                 {
@@ -172,24 +214,25 @@ class ConstraintVector:
                     "unit": s.unit,
                     "source": self.sources[s.index],
                 }
-                for s in CONSTRAINT_LAYOUT
+                for s in self.layout
             ],
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConstraintVector:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (files without a layout name hold the prostate layout)."""
+        layout = LAYOUTS[d.get("layout", "prostate_sib")]
         entries: Sequence[Mapping[str, Any]] = d["entries"]
-        natural = np.zeros(N_CONSTRAINTS)
-        sources = [SOURCE_DEFAULT] * N_CONSTRAINTS
+        natural = np.zeros(len(layout))
+        sources = [SOURCE_DEFAULT] * len(layout)
         for e in entries:
-            s = spec(e["key"])
+            s = spec(e["key"], layout)
             natural[s.index] = float(e["natural"])
             sources[s.index] = str(e["source"])
-        return cls(natural, sources)
+        return cls(natural, sources, layout)
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, float]:
+def parse_overrides(items: Sequence[str], layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT) -> dict[str, float]:
     """``["rectum_V70=0.10", "bowel_V45cc=150"]`` -> ``{"rectum_V70": 0.1, ...}`` (natural units, keys checked)."""
     out: dict[str, float] = {}
     for item in items:
@@ -202,16 +245,18 @@ def parse_overrides(items: Sequence[str]) -> dict[str, float]:
             raise ValueError(f"constraint {item!r}: {value!r} is not a number") from None
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"constraint {item!r}: the value must be finite and >= 0")
-        out[spec(key.strip()).key] = v
+        out[spec(key.strip(), layout).key] = v
     return out
 
 
-def override_vector(vector: Sequence[float], overrides: Mapping[str, float]) -> list[float]:
+def override_vector(
+    vector: Sequence[float], overrides: Mapping[str, float], layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT
+) -> list[float]:
     """A network-scaled constraint vector with some entries replaced by natural values (Gy, fraction, cc)."""
     v = [float(x) for x in vector]
-    if len(v) != N_CONSTRAINTS:
-        raise ValueError(f"a constraint vector has {N_CONSTRAINTS} values (got {len(v)})")
+    if len(v) != len(layout):
+        raise ValueError(f"a constraint vector of this layout has {len(layout)} values (got {len(v)})")
     for key, natural in overrides.items():
-        s = spec(key)
+        s = spec(key, layout)
         v[s.index] = float(natural) / s.scale
     return v

@@ -5,7 +5,7 @@ Case folder (one per patient study, written atomically)::
     DATA_DIR/<case_id>/ct.nii.gz      CT in HU (int16), CT grid
     DATA_DIR/<case_id>/dose.nii.gz    dose in Gy (float32) on the CT grid (absent if no RTDOSE)
     DATA_DIR/<case_id>/masks.nii.gz   binary masks (uint8), 4D: x, y, z, channel (structure-set order)
-    DATA_DIR/<case_id>/body.nii.gz    external contour (uint8)
+    DATA_DIR/<case_id>/body.nii.gz    external contour (uint8); OpenKBP: the possible-dose mask
     DATA_DIR/<case_id>/case.json      prescription, fractions, constraints with sources, structures, QA
     DATA_DIR/datalist.json            MONAI decathlon-style lists with relative paths
     DATA_DIR/qa_report.csv|json       one row per case: status, warnings, errors, dose metrics
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from vmat_monai.atomic import atomic_dir, atomic_file, write_text_atomic
-from vmat_monai.constraints import CONSTRAINT_LAYOUT, SOURCE_PLAN, ConstraintVector
+from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, layout_for
+from vmat_monai.data.openkbp import OpenKBPInputError
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
 from vmat_monai.dicom.readers import (
     CaseFiles,
@@ -67,7 +68,8 @@ class ConvertOptions:
         overwrite: re-convert finished cases.
         seed: seed of the train/validation/test split.
         split: fractions (training, validation, test).
-        source_format: ``"dicom"`` (DICOM-RT folders) or ``"npz"`` (the research code's NPZ cases).
+        source_format: ``"dicom"`` (DICOM-RT folders), ``"npz"`` (the research code's NPZ cases) or
+            ``"openkbp"`` (the OpenKBP challenge's sparse-CSV patients).
     """
 
     structure_set: str = "prostate_sib"
@@ -186,12 +188,15 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         plan_goals = goals_to_constraints(plan.goals, roi_canonical)
     else:
         warnings.append("no RTPLAN: prescription, fractions and goals from the protocol defaults")
+    layout = layout_for(sset)
     target_presence = {
         spec.key: float(prescription.get(spec.structure, 0.0)) if spec.structure in original else 0.0
-        for spec in CONSTRAINT_LAYOUT
+        for spec in layout
         if spec.kind == "target"
     }
-    cv = ConstraintVector.from_goals(plan_goals, SOURCE_PLAN).with_values(target_presence, "structures")
+    keys = {s.key for s in layout}
+    plan_goals = {k: v for k, v in plan_goals.items() if k in keys}
+    cv = ConstraintVector.from_goals(plan_goals, SOURCE_PLAN, layout).with_values(target_presence, "structures")
 
     # dose
     dose = None
@@ -288,6 +293,60 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
     return _qa_row(info, "converted")
 
 
+def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
+    """Convert one OpenKBP patient (see vmat_monai.data.openkbp) to a case folder.
+
+    The body mask is the challenge's possible-dose mask, so MAE in the body is its dose score.
+    Patients under a ``validation-pats`` or ``test-pats`` folder are marked for the test split.
+    """
+    from vmat_monai.data.openkbp import openkbp_constraints, read_openkbp_patient
+
+    sset = get_structure_set(opts.structure_set)
+    if sset.name != "openkbp_hn":
+        raise DicomInputError(f"{folder}: OpenKBP patients hold the head-and-neck set; use --structure-set openkbp_hn")
+    pt = read_openkbp_patient(folder, sset)
+    if pt.dose_gy is None and not opts.allow_missing_dose:
+        raise DicomInputError(f"{folder}: no dose.csv; use --allow-missing-dose for test patients")
+    warnings: list[str] = []
+    masks = np.zeros((sset.n_channels, *pt.ct_hu.shape), dtype=bool)
+    for name, m in pt.masks.items():
+        masks[sset.index(name)] = m
+    found = {c: c for c in sset.channels if c in pt.masks and pt.masks[c].any()}
+    primary = max((t for t in sset.targets if t in found), key=lambda t: sset.targets[t], default=None)
+    if primary is None:
+        raise DicomInputError(f"{folder}: no target mask (PTV70/PTV63/PTV56) is present")
+    prescription = dict(sset.targets)
+    cv = openkbp_constraints(pt, sset)
+    qa = _target_qa(pt.dose_gy, masks, sset, found, prescription, warnings) if pt.dose_gy is not None else {}
+    split_hint = "test" if folder.parent.name.startswith(("validation", "test")) else "training"
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "case_id": folder.name,
+        "source_format": "openkbp",
+        "structure_set": sset.name,
+        "channels": list(sset.channels),
+        "prescription_gy": prescription,
+        "primary_prescription_gy": float(sset.prescription_gy),
+        "fractions": sset.fractions,
+        "constraints": cv.to_dict(),
+        "structures_found": found,
+        "structures_missing": [c for c in sset.channels if c not in found],
+        "unmatched_names": [],
+        "helper_names": [],
+        "spacing_mm": list(pt.grid.spacing),
+        "shape_zyx": list(pt.grid.shape),
+        "has_dose": pt.dose_gy is not None,
+        "dose": {"interpolation": "none (OpenKBP dose is on the CT grid)"},
+        "body": "possible-dose mask of the challenge",
+        "split_hint": split_hint,
+        "qa": qa,
+        "warnings": warnings,
+        "source_hash": hashlib.sha256(f"{folder.parent.name}/{folder.name}".encode()).hexdigest()[:16],
+    }
+    write_case_folder(out_dir, info, pt.ct_hu, pt.grid, masks, pt.possible_dose_mask, pt.dose_gy)
+    return _qa_row(info, "converted")
+
+
 def _target_qa(
     dose: np.ndarray,
     masks: np.ndarray,
@@ -350,15 +409,22 @@ def _qa_row(info: dict[str, Any], status: str) -> dict[str, Any]:
 def _convert_worker(args: tuple[str, CaseFiles | Path, str, ConvertOptions]) -> dict[str, Any]:
     cid, source, out, opts = args
     try:
+        if isinstance(source, Path) and opts.source_format == "openkbp":
+            return convert_openkbp_case(source, Path(out), opts)
         if isinstance(source, Path):
             return convert_npz_case(source, Path(out), opts)
         return convert_case(source, Path(out), opts)
     except DicomInputError as exc:
         msg = str(exc)
+    except OpenKBPInputError as exc:
+        msg = str(exc)
     except Exception as exc:  # unexpected: still a per-case failure, never the whole batch
         msg = f"{type(exc).__name__}: {exc}"
     if not opts.keep_phi:
-        msg = _scrub(msg, source) if isinstance(source, CaseFiles) else msg.replace(str(source), "<npz file>")
+        if isinstance(source, CaseFiles):
+            msg = _scrub(msg, source)
+        elif opts.source_format == "npz":
+            msg = msg.replace(str(source), "<npz file>")
     return {"case_id": cid, "status": "failed", "errors": msg}
 
 
@@ -369,8 +435,15 @@ def _sources(input_dir: str | Path, opts: ConvertOptions) -> tuple[list[tuple[st
         if not root.is_dir():
             raise DicomInputError(f"input folder {root} does not exist or is not a folder")
         return [(npz_case_id(p, opts.keep_phi), p) for p in sorted(root.rglob("*.npz"))], []
+    if opts.source_format == "openkbp":
+        from vmat_monai.data.openkbp import OpenKBPInputError, find_patients
+
+        try:
+            return [(p.name, p) for p in find_patients(input_dir)], []
+        except OpenKBPInputError as exc:
+            raise DicomInputError(str(exc)) from None
     if opts.source_format != "dicom":
-        raise ValueError(f"unknown --format {opts.source_format!r}: use dicom or npz")
+        raise ValueError(f"unknown --format {opts.source_format!r}: use dicom, npz or openkbp")
     cases, problems = discover(input_dir)
     return [(case_id_for(c, opts.keep_phi), c) for c in cases], problems
 
@@ -382,19 +455,24 @@ def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
         cj = p / CASE_JSON
         if p.is_dir() and not p.name.startswith(".") and cj.exists():
             cases.append(json.loads(cj.read_text()))
-    with_dose = sorted(c["case_id"] for c in cases if c["has_dose"])
+    fixed_test = sorted(c["case_id"] for c in cases if c["has_dose"] and c.get("split_hint") == "test")
+    with_dose = sorted(c["case_id"] for c in cases if c["has_dose"] and c["case_id"] not in fixed_test)
     rng = np.random.default_rng(opts.seed)
     order = [with_dose[i] for i in rng.permutation(len(with_dose))]
     n = len(order)
-    n_val = round(n * opts.split[1])
-    n_test = round(n * opts.split[2])
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    if fixed_test:  # the source fixes the test set (OpenKBP validation/test patients)
+        n_val = max(round(n * opts.split[1] / (opts.split[0] + opts.split[1])), 1 if n >= 2 else 0)
+        n_test = 0
+    else:
+        n_val = round(n * opts.split[1])
+        n_test = round(n * opts.split[2])
+        if n >= 3:
+            n_val, n_test = max(n_val, 1), max(n_test, 1)
     n_train = n - n_val - n_test
     parts = {
         "training": sorted(order[:n_train]),
         "validation": sorted(order[n_train : n_train + n_val]),
-        "test": sorted(order[n_train + n_val :]),
+        "test": sorted(order[n_train + n_val :] + fixed_test),
     }
     by_id = {c["case_id"]: c for c in cases}
 

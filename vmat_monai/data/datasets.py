@@ -8,7 +8,6 @@ every epoch.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +87,13 @@ def make_dataset(
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
 
 
-def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dict[str, Sequence]:
-    """Target channels and mirror pairs of a structure set, as the transform presets take them."""
+def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dict[str, Any]:
+    """Target channels, mirror pairs and constraint-vector length of a structure set, for the presets."""
+    from vmat_monai.constraints import layout_for
+
     s = get_structure_set(structure_set)
     return {
         "target_channels": [s.index(t) for t in s.targets],
         "mirror_pairs": [(s.index(a), s.index(b)) for a, b in s.mirror_pairs],
+        "n_constraints": len(layout_for(s)),
     }

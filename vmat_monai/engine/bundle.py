@@ -20,15 +20,19 @@ def bundle_dir() -> Path:
 
 
 def config_files(base: str, variant: str | None) -> list[str]:
-    """``configs/<base>.json`` plus an override: ``cpu``/``multi_gpu_train`` (bundle configs) or a JSON path."""
+    """``configs/<base>.json`` plus overrides: bundle config names (``cpu``, ``openkbp``) or JSON paths,
+    comma-separated and applied in order (``"cpu,openkbp"``); ``default`` or None adds nothing."""
     configs = bundle_dir() / "configs"
     files = [str(configs / f"{base}.json")]
-    if variant and variant != "default":
-        path = Path(variant)
+    for v in (variant or "").split(","):
+        v = v.strip()
+        if not v or v == "default":
+            continue
+        path = Path(v)
         if not path.suffix:
-            path = configs / f"{variant}.json"
+            path = configs / f"{v}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"config {variant!r} not found (tried {path}); use cpu, default or a JSON file")
+            raise FileNotFoundError(f"config {v!r} not found (tried {path}); use cpu, openkbp, default or a JSON file")
         files.append(str(path))
     return files
 

@@ -61,10 +61,11 @@ class DoseDataModule(pl.LightningDataModule):
                 num_samples=self.num_samples,
                 pos_fraction=self.pos_fraction,
                 pixdim=self.pixdim,
+                n_constraints=self.kw["n_constraints"],
             )
             self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
         if self.val_ds is None and stage in (None, "fit", "validate"):
-            v = val_transforms(self.kw["target_channels"], pixdim=self.pixdim)
+            v = val_transforms(self.kw["target_channels"], pixdim=self.pixdim, n_constraints=self.kw["n_constraints"])
             self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
 
     def train_dataloader(self) -> DataLoader:

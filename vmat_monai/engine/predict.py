@@ -16,9 +16,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vmat_monai.atomic import atomic_file, write_text_atomic
-from vmat_monai.constraints import override_vector, spec
+from vmat_monai.constraints import layout_for, override_vector, spec
 from vmat_monai.data.datasets import load_datalist, preset_kwargs
 from vmat_monai.engine.module import DosePredictionModule
+from vmat_monai.structures import get_structure_set
 from vmat_monai.transforms import inference_transforms
 
 __all__ = ["DosePredictor", "load_network_weights"]
@@ -56,6 +57,8 @@ class DosePredictor:
         dicom_source: DICOM-RT folder the cases were converted from (RTDOSE references its UIDs).
         constraint_overrides: what-if goals, key -> natural value (``{"rectum_V70": 0.10}``),
             replacing the case's own values (see vmat_monai.constraints).
+        openkbp_submission: also write ``output_dir/submission/<case_id>.csv`` in the OpenKBP
+            challenge's sparse format (dose times the case's possible-dose mask, its body.nii.gz).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class DosePredictor:
         rtdose: bool = False,
         dicom_source: str | Path | None = None,
         constraint_overrides: Mapping[str, float] | None = None,
+        openkbp_submission: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_network_weights(network, ckpt_path)
@@ -81,16 +85,19 @@ class DosePredictor:
         self.rtdose = rtdose
         self.dicom_source = dicom_source
         self.constraint_overrides = dict(constraint_overrides or {})
+        self.openkbp_submission = openkbp_submission
+        self.layout = layout_for(get_structure_set(structure_set))
         for key in self.constraint_overrides:
-            spec(key)  # unknown keys fail here, before any prediction
-        self.transform = inference_transforms(preset_kwargs(structure_set)["target_channels"], pixdim=pixdim)
+            spec(key, self.layout)  # unknown keys fail here, before any prediction
+        kw = preset_kwargs(structure_set)
+        self.transform = inference_transforms(kw["target_channels"], pixdim=pixdim, n_constraints=kw["n_constraints"])
 
     @torch.no_grad()
     def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Dose in Gy on the item's original CT grid: (array x, y, z; RAS affine)."""
         item = dict(item)
         if self.constraint_overrides:
-            item["constraints"] = override_vector(item["constraints"], self.constraint_overrides)
+            item["constraints"] = override_vector(item["constraints"], self.constraint_overrides, self.layout)
         d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
@@ -111,7 +118,7 @@ class DosePredictor:
             with atomic_file(case_dir / PRED_NAME) as tmp:
                 nib.save(nib.Nifti1Image(dose, affine), str(tmp))
             written.append(case_dir / PRED_NAME)
-            constraints = override_vector(item["constraints"], self.constraint_overrides)
+            constraints = override_vector(item["constraints"], self.constraint_overrides, self.layout)
             record = {
                 "case_id": str(item.get("case_id", case_dir.name)),
                 "checkpoint": str(self.ckpt_path),
@@ -120,6 +127,13 @@ class DosePredictor:
                 "prescription_gy": float(item["prescription_gy"]),
             }
             write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
+            if self.openkbp_submission:
+                from vmat_monai.data.openkbp import write_sparse_dose
+
+                pdm = np.asarray(nib.load(str(item["body"])).dataobj) > 0
+                write_sparse_dose(
+                    dose.transpose(2, 1, 0), pdm.transpose(2, 1, 0), out / "submission" / f"{case_dir.name}.csv"
+                )
             source = item.get("dicom_source", self.dicom_source)
             if self.rtdose or source is not None:
                 from vmat_monai.dicom.export import export_rtdose

@@ -2,9 +2,10 @@
 
 For a structure set with targets (dose levels in Gy) the coverage goals are
 ``D95 >= 95 %`` of each target's dose (equivalently V95% >= 95 %) and, for the primary target,
-the hot spot ``D2 <= 107 %``. Organ goals come from the case's constraint vector
-(``vmat_monai.constraints``): ``V_d <= limit`` in % of the organ (cc for ``vx_cc``) and
-``Dmax <= limit`` evaluated as D0.03cc. Goals on structures the case does not have are skipped.
+the hot spot ``D2 <= 107 %``. Organ goals come from the case's constraint vector in the
+structure set's layout (``vmat_monai.constraints.layout_for``): ``V_d <= limit`` in % of the
+organ (cc for ``vx_cc``), ``Dmax <= limit`` evaluated as D0.03cc, ``Dmean <= limit``. Goals on
+structures the case does not have, and entries of 0 (no goal), are skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vmat_monai.constraints import CONSTRAINT_LAYOUT
+from vmat_monai.constraints import layout_for
 from vmat_monai.metrics.dvh import dvh_statistics
 from vmat_monai.structures import StructureSet
 
@@ -82,7 +83,7 @@ def evaluate_goals(
         if target == structure_set.primary_target:
             hot = HOTSPOT_FRACTION * level
             out.append(_check(f"{target} D2 <= {hot:.1f} Gy", target, "D2", "<=", hot, st["D2"]))
-    for spec in CONSTRAINT_LAYOUT:
+    for spec in layout_for(structure_set):
         if spec.kind == "target" or spec.key not in constraints_natural:
             continue
         limit = float(constraints_natural[spec.key])
@@ -90,9 +91,13 @@ def evaluate_goals(
         for s in structures:
             if s not in voxels:
                 continue
+            if limit <= 0:  # no goal (an absent organ's entry)
+                continue
             if spec.kind == "dmax":
                 v = stat(s, "D0.03cc")
                 out.append(_check(f"{s} D0.03cc <= {limit:.1f} Gy", s, "D0.03cc", "<=", limit, v))
+            elif spec.kind == "dmean":
+                out.append(_check(f"{s} Dmean <= {limit:.1f} Gy", s, "Dmean", "<=", limit, stat(s, "Dmean")))
             elif spec.kind == "vx":
                 name = f"V{spec.dose_gy:g}"
                 out.append(_check(f"{s} {name}Gy <= {100 * limit:.1f} %", s, name, "<=", 100 * limit, stat(s, name)))

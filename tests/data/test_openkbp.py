@@ -1,0 +1,151 @@
+"""OpenKBP layout: reader, axes, per-case constraints, conversion, submission files (synthetic files)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
+
+from vmat_monai.cli import main
+from vmat_monai.data.openkbp import (
+    OPENKBP_SHAPE,
+    OpenKBPInputError,
+    from_openkbp_axes,
+    openkbp_constraints,
+    read_openkbp_patient,
+    read_sparse_csv,
+    to_openkbp_axes,
+    write_sparse_dose,
+)
+from vmat_monai.metrics.openkbp import dose_score
+from vmat_monai.structures import OPENKBP_HN
+
+# challenge axes: 0 -> posterior, 1 -> patient's left, 2 -> inferior
+CENTRES = {
+    "PTV70": (60, 64, 64),
+    "PTV56": (60, 64, 64),
+    "LeftParotid": (64, 84, 58),
+    "RightParotid": (64, 44, 58),
+    "Brainstem": (72, 64, 40),
+    "SpinalCord": (76, 64, 90),
+    "Mandible": (45, 64, 62),
+}
+RADII = {"PTV70": 8, "PTV56": 12, "LeftParotid": 5, "RightParotid": 5, "Brainstem": 4, "SpinalCord": 3, "Mandible": 5}
+
+
+def _write_sparse(path, arr, mask_only=False):
+    flat = arr.reshape(-1)
+    idx = np.flatnonzero(flat)
+    rows = [f"{i}," for i in idx] if mask_only else [f"{i},{flat[i]:.4f}" for i in idx]
+    text = "\n".join([",data", *rows]) + "\n"
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+
+
+def _patient(folder, gz: bool, dose: bool = True, seed: int = 0):
+    folder.mkdir(parents=True)
+    ext = ".csv.gz" if gz else ".csv"
+    i, j, k = np.meshgrid(*[np.arange(n) for n in OPENKBP_SHAPE], indexing="ij")
+    body = ((i - 64) / 40.0) ** 2 + ((j - 64) / 45.0) ** 2 < 1
+    ct = np.where(body, 1024 + 40, 0).astype(float)
+    _write_sparse(folder / f"ct{ext}", ct)
+    _write_sparse(folder / f"possible_dose_mask{ext}", body, mask_only=True)
+    np.savetxt(folder / "voxel_dimensions.csv", [3.906, 3.906, 2.5])
+    for name, c in CENTRES.items():
+        m = ((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2 <= RADII[name] ** 2) & body
+        _write_sparse(folder / f"{name}{ext}", m, mask_only=True)
+    if dose:
+        d = 70 * np.exp(-(((i - 60) ** 2 + (j - 64) ** 2 + (k - 64) ** 2) / (2 * 12.0**2))) * body
+        d += np.random.default_rng(seed).uniform(0, 0.01, d.shape) * body
+        _write_sparse(folder / f"dose{ext}", d)
+
+
+@pytest.fixture(scope="module")
+def openkbp_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("openkbp")
+    for n in (1, 2, 3):
+        _patient(root / "train-pats" / f"pt_{n}", gz=n % 2 == 0, seed=n)
+    _patient(root / "validation-pats" / "pt_201", gz=True, seed=201)
+    return root
+
+
+def test_reader_axes_and_values(openkbp_root):
+    pt = read_openkbp_patient(openkbp_root / "train-pats" / "pt_2")  # .csv.gz files
+    assert pt.ct_hu.shape == OPENKBP_SHAPE and pt.grid.spacing == (3.906, 3.906, 2.5)
+    assert pt.ct_hu.min() == -1024 and pt.ct_hu.max() == pytest.approx(40)
+    # our [z, y, x]: z superior, y posterior, x patient's left (LPS)
+    left, right = (np.argwhere(pt.masks[n]).mean(0) for n in ("LeftParotid", "RightParotid"))
+    stem, cord = (np.argwhere(pt.masks[n]).mean(0) for n in ("Brainstem", "SpinalCord"))
+    mand = np.argwhere(pt.masks["Mandible"]).mean(0)
+    assert left[2] > right[2] and stem[0] > cord[0] and mand[1] < cord[1]
+    raw = read_sparse_csv(openkbp_root / "train-pats" / "pt_2" / "dose.csv.gz")
+    np.testing.assert_array_equal(from_openkbp_axes(raw), pt.dose_gy)
+    np.testing.assert_array_equal(to_openkbp_axes(pt.dose_gy), raw)
+
+
+def test_constraint_rule_relaxes_goals_of_organs_near_targets(openkbp_root):
+    pt = read_openkbp_patient(openkbp_root / "train-pats" / "pt_1")
+    goals = openkbp_constraints(pt).as_goals()
+    assert goals["ptv70"] == 70 and goals["ptv63"] == 0  # PTV63 absent
+    assert goals["esophagus_Dmean"] == 0 and goals["larynx_Dmean"] == 0  # absent organs: no goal
+    assert goals["cord_Dmax"] == 45 and goals["brainstem_Dmax"] == 54  # far from the PTVs
+    # move the left parotid into the PTV: its mean-dose goal relaxes towards 70 Gy
+    pt.masks["LeftParotid"] = pt.masks["PTV70"].copy()
+    assert openkbp_constraints(pt).as_goals()["parotid_L_Dmean"] == pytest.approx(70.0)
+
+
+def test_convert_format_openkbp_to_case_folders_and_monai(openkbp_root, tmp_path):
+    out = tmp_path / "data"
+    rc = main(["convert", "--input", str(openkbp_root), "--output", str(out), "--format", "openkbp",
+               "--structure-set", "openkbp_hn"])  # fmt: skip
+    assert rc == 0
+    dl = json.loads((out / "datalist.json").read_text())
+    assert [e["case_id"] for e in dl["test"]] == ["pt_201"]  # validation patients form the test split
+    assert len(dl["training"]) + len(dl["validation"]) == 3 and len(dl["validation"]) >= 1
+    assert len(dl["training"][0]["constraints"]) == 10
+    info = json.loads((out / "pt_1" / "case.json").read_text())
+    assert info["constraints"]["layout"] == "openkbp_hn" and info["source_format"] == "openkbp"
+    # body is the possible-dose mask; the MAE in it is the challenge's dose score
+    pt = read_openkbp_patient(openkbp_root / "train-pats" / "pt_1")
+    body = np.asarray(nib.load(str(out / "pt_1" / "body.nii.gz")).dataobj).transpose(2, 1, 0) > 0
+    np.testing.assert_array_equal(body, pt.possible_dose_mask)
+    assert dose_score(pt.dose_gy + 1.0 * pt.possible_dose_mask, pt.dose_gy, body) == pytest.approx(1.0)
+    # through MONAI (RAS): the left parotid lies at lower axis-0 index than the right
+    d = Compose([LoadImaged("masks"), EnsureChannelFirstd("masks"), Orientationd("masks", axcodes="RAS")])(
+        {"masks": str(out / "pt_1" / "masks.nii.gz")}
+    )["masks"]
+    li, ri = OPENKBP_HN.index("LeftParotid"), OPENKBP_HN.index("RightParotid")
+    assert np.argwhere(d[li].numpy() > 0)[:, 0].mean() < np.argwhere(d[ri].numpy() > 0)[:, 0].mean()
+
+
+def test_submission_file_round_trip(openkbp_root, tmp_path):
+    pt = read_openkbp_patient(openkbp_root / "validation-pats" / "pt_201")
+    path = write_sparse_dose(pt.dose_gy * 1.01, pt.possible_dose_mask, tmp_path / "pt_201.csv")
+    assert path.read_text().splitlines()[0] == ",data"
+    back = from_openkbp_axes(read_sparse_csv(path))
+    np.testing.assert_allclose(back, pt.dose_gy * 1.01 * pt.possible_dose_mask, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_patients_are_reported_and_the_batch_goes_on(openkbp_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "kbp"
+    shutil.copytree(openkbp_root / "train-pats", root / "train-pats")
+    (root / "train-pats" / "pt_2" / "possible_dose_mask.csv.gz").unlink()
+    (root / "train-pats" / "pt_3" / "dose.csv").write_text(",data\n99999999,1.0\n")
+    rc = main(["convert", "--input", str(root), "--output", str(tmp_path / "d"), "--format", "openkbp",
+               "--structure-set", "openkbp_hn"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "possible_dose_mask.csv(.gz) is missing" in err and "indices outside" in err
+    assert (tmp_path / "d" / "pt_1" / "case.json").is_file()
+    with pytest.raises(OpenKBPInputError, match="ct.csv\\(.gz\\) is missing"):
+        read_openkbp_patient(tmp_path / "nowhere")
+    assert main(["convert", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "e"), "--format",
+                 "openkbp", "--structure-set", "openkbp_hn"]) == 2  # fmt: skip

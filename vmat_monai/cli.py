@@ -53,10 +53,14 @@ def _progress(desc: str) -> Iterator[Callable[[int, int, str], None]]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
 
     if args.cases < 1:
         raise UserError(f"--cases must be at least 1 (got {args.cases})")
+    if args.plans_per_patient < 1:
+        raise UserError(f"--plans-per-patient must be at least 1 (got {args.plans_per_patient})")
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
     try:
@@ -65,7 +69,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 args.out,
                 args.cases,
                 seed=args.seed,
-                settings=CohortSettings.full_size() if args.full_size else CohortSettings(),
+                settings=replace(
+                    CohortSettings.full_size() if args.full_size else CohortSettings(),
+                    plans_per_patient=args.plans_per_patient,
+                ),
                 overwrite=args.overwrite,
                 resume=args.resume,
                 workers=args.workers,
@@ -255,6 +262,11 @@ def _cmd_main(args: argparse.Namespace) -> int:
 
     root = Path(args.workdir)
     dicom_dir, data_dir = root / "dicom", root / "data"
+    if args.fresh:  # the main job's own outputs: start from nothing (synth --overwrite clears dicom/)
+        import shutil
+
+        for sub in ("data", "predictions", "what_if"):
+            shutil.rmtree(root / sub, ignore_errors=True)
     print(f"[1/7] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
     synth_args = argparse.Namespace(
         out=str(dicom_dir),
@@ -264,6 +276,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
         overwrite=args.fresh,
         resume=not args.fresh,
         workers=args.workers,
+        plans_per_patient=args.plans_per_patient,
     )
     rc = _cmd_synth(synth_args)
     print("[2/7] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking the plans", flush=True)
@@ -349,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace the contents of --out")
     s.add_argument("--resume", action="store_true", help="keep finished cases of an interrupted run")
     s.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    s.add_argument(
+        "--plans-per-patient", type=int, default=1, help="plans with different goals per anatomy (default 1)"
+    )
     s.set_defaults(func=_cmd_synth)
 
     c = sub.add_parser("convert", help="DICOM-RT folders -> case folders, datalist.json and a QA report")
@@ -414,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("main", help="run the main job on the embedded synthetic data")
     m.add_argument("--workdir", default="runs/default", help="where everything is written (default runs/default)")
-    m.add_argument("--cases", type=int, default=24, help="synthetic patients (default 24)")
+    m.add_argument("--cases", type=int, default=32, help="synthetic plans (default 32)")
+    m.add_argument(
+        "--plans-per-patient", type=int, default=2, help="plans with different goals per anatomy (default 2)"
+    )
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=2)
     m.add_argument("--fresh", action="store_true", help="redo every stage instead of reusing finished work")

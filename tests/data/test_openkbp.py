@@ -145,7 +145,7 @@ def test_bad_patients_are_reported_and_the_batch_goes_on(openkbp_root, tmp_path,
     err = capsys.readouterr().err
     assert rc == 1 and "possible_dose_mask.csv(.gz) is missing" in err and "indices outside" in err
     assert (tmp_path / "d" / "pt_1" / "case.json").is_file()
-    with pytest.raises(OpenKBPInputError, match="ct.csv\\(.gz\\) is missing"):
+    with pytest.raises(OpenKBPInputError, match=r"ct\.csv\(\.gz\) is missing"):
         read_openkbp_patient(tmp_path / "nowhere")
     assert main(["convert", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "e"), "--format",
                  "openkbp", "--structure-set", "openkbp_hn"]) == 2  # fmt: skip

@@ -202,3 +202,38 @@ def test_dose_model_output_is_never_negative():
     dose = comp.combine(w)
     assert dose.min() >= 0.0 and (dose == 0).any()
     np.testing.assert_allclose(np.maximum(comp.at(np.arange(dose.size)) @ w, 0), dose.ravel(), atol=1e-6)
+
+
+def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
+    from dataclasses import replace
+
+    from vmat_monai.data.convert import ConvertOptions, make_datalist
+    from vmat_monai.data.synthetic.cohort import generate_cohort
+
+    settings = replace(CohortSettings.tiny(), plans_per_patient=2)
+    manifest = generate_cohort(tmp_path / "c", 4, seed=1, settings=settings)
+    assert not manifest["failed"]
+    sides = [json.loads((tmp_path / "c" / f"SYN000{i}" / SIDECAR).read_text()) for i in (1, 2, 3, 4)]
+    assert [s["patient"] for s in sides] == [1, 1, 2, 2] and [s["plan_variant"] for s in sides] == [0, 1, 0, 1]
+    assert sides[0]["anatomy"] == sides[1]["anatomy"] and sides[0]["anatomy"] != sides[2]["anatomy"]
+    # rectum strictness of the second plan is half the range away: V50 goals differ by 0.125
+    for a, b in ((sides[0], sides[1]), (sides[2], sides[3])):
+        assert abs(a["goals_drawn"]["rectum_V50"] - b["goals_drawn"]["rectum_V50"]) == pytest.approx(0.125, abs=2e-3)
+    ct = [[pydicom.dcmread(str(p)) for p in sorted((tmp_path / "c" / f"SYN000{i}" / "CT").iterdir())] for i in (1, 2)]
+    assert ct[0][0].PatientID == ct[1][0].PatientID == "SYNP0001"
+    assert ct[0][0].StudyInstanceUID != ct[1][0].StudyInstanceUID
+    assert all(np.array_equal(a.pixel_array, b.pixel_array) for a, b in zip(*ct, strict=True))
+    # the tighter rectum goal gives the lower rectum dose on the same anatomy
+    tight, loose = sorted(sides[:2], key=lambda s: s["goals_drawn"]["rectum_V50"])
+    assert tight["achieved"]["Rectum_Dmean"] < loose["achieved"]["Rectum_Dmean"]
+    # converted: one patient's plans never straddle splits
+    from vmat_monai.data.convert import convert_tree
+
+    convert_tree(tmp_path / "c", tmp_path / "d", ConvertOptions())
+    dl = make_datalist(tmp_path / "d", ConvertOptions(split=(0.5, 0.25, 0.25)))
+    info = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "d").glob("*/case.json")}
+    where = {}
+    for split in ("training", "validation", "test"):
+        for e in dl[split]:
+            where.setdefault(info[e["case_id"]]["patient_hash"], set()).add(split)
+    assert len(where) == 2 and all(len(v) == 1 for v in where.values())

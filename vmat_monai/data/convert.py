@@ -241,6 +241,7 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         "qa": qa,
         "warnings": warnings,
         "source_hash": hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
+        "patient_hash": hashlib.sha256(files.patient_id.encode()).hexdigest()[:16],
     }
     if opts.keep_phi:
         info["patient_id"] = files.patient_id
@@ -456,9 +457,14 @@ def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
         if p.is_dir() and not p.name.startswith(".") and cj.exists():
             cases.append(json.loads(cj.read_text()))
     fixed_test = sorted(c["case_id"] for c in cases if c["has_dose"] and c.get("split_hint") == "test")
-    with_dose = sorted(c["case_id"] for c in cases if c["has_dose"] and c["case_id"] not in fixed_test)
+    # one patient's studies stay in one split: the split is drawn over patients
+    groups: dict[str, list[str]] = {}
+    for c in sorted(cases, key=lambda c: c["case_id"]):
+        if c["has_dose"] and c["case_id"] not in fixed_test:
+            groups.setdefault(c.get("patient_hash", c["case_id"]), []).append(c["case_id"])
+    keys = sorted(groups)
     rng = np.random.default_rng(opts.seed)
-    order = [with_dose[i] for i in rng.permutation(len(with_dose))]
+    order = [keys[i] for i in rng.permutation(len(keys))]
     n = len(order)
     if fixed_test:  # the source fixes the test set (OpenKBP validation/test patients)
         n_val = max(round(n * opts.split[1] / (opts.split[0] + opts.split[1])), 1 if n >= 2 else 0)
@@ -469,10 +475,14 @@ def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
         if n >= 3:
             n_val, n_test = max(n_val, 1), max(n_test, 1)
     n_train = n - n_val - n_test
+
+    def cases_of(keys: list[str]) -> list[str]:
+        return sorted(cid for k in keys for cid in groups[k])
+
     parts = {
-        "training": sorted(order[:n_train]),
-        "validation": sorted(order[n_train : n_train + n_val]),
-        "test": sorted(order[n_train + n_val :] + fixed_test),
+        "training": cases_of(order[:n_train]),
+        "validation": cases_of(order[n_train : n_train + n_val]),
+        "test": sorted(cases_of(order[n_train + n_val :]) + fixed_test),
     }
     by_id = {c["case_id"]: c for c in cases}
 

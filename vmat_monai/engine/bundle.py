@@ -59,6 +59,7 @@ def predictor_from_bundle(
         "sw_batch_size": parser["sw_batch_size"],
         "overlap": parser["sw_overlap"],
         "pixdim": parser["pixdim"],
+        "openkbp_submission": bool(parser.get("openkbp_submission", False)),
     }
     kwargs.update(predictor_kwargs)
     return DosePredictor(parser.get_parsed_content("network"), ckpt_path, **kwargs)

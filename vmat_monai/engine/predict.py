@@ -94,7 +94,7 @@ class DosePredictor:
 
     @torch.no_grad()
     def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Dose in Gy on the item's original CT grid: (array x, y, z; RAS affine)."""
+        """Dose in Gy on the item's original CT grid, zero outside its body mask: (array x, y, z; RAS affine)."""
         item = dict(item)
         if self.constraint_overrides:
             item["constraints"] = override_vector(item["constraints"], self.constraint_overrides, self.layout)
@@ -105,8 +105,12 @@ class DosePredictor:
         img = d["image"]
         d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
         back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
-        dose = np.asarray(back[0], dtype=np.float32) * float(item["prescription_gy"])
-        return np.clip(dose, 0, None), np.asarray(back.affine, dtype=np.float64)
+        dose = np.clip(np.asarray(back[0], dtype=np.float32) * float(item["prescription_gy"]), 0, None)
+        if item.get("body"):  # no dose outside the patient (OpenKBP: outside the possible-dose mask)
+            body = np.asarray(nib.load(str(item["body"])).dataobj) > 0
+            if body.shape == dose.shape:
+                dose = dose * body
+        return dose, np.asarray(back.affine, dtype=np.float64)
 
     def predict_items(self, items: Sequence[dict[str, Any]], output_dir: str | Path) -> list[Path]:
         """Predict each item and write ``output_dir/<case_id>/dose_pred.nii.gz`` (atomic)."""

@@ -13,7 +13,9 @@ Output dict::
     masks: (C, ...) binary (kept for losses and metrics)    target: (1, ...) union of targets
 
 CT window: HU in [``hu_min``, ``hu_max``] (default -1000..1500) maps linearly to [0, 1], clipped
-(MONAI ``ScaleIntensityRanged``). Signed distances use ``sdf_margin_mm`` (default 50 mm).
+(MONAI ``ScaleIntensityRanged``). Signed distances use ``sdf_margin_mm`` (default 150 mm: the
+low-dose bath reaches well beyond 50 mm from the targets, and a patch far from the targets only
+knows how far they are through these channels).
 Geometry: ``Orientationd("RAS")`` then ``Spacingd`` to ``pixdim`` (default 2.5 mm isotropic);
 masks use nearest-neighbour interpolation, CT and dose trilinear.
 """
@@ -89,7 +91,7 @@ def train_transforms(
     pos_fraction: float = 2 / 3,
     flip_prob: float = 0.5,
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
-    sdf_margin_mm: float = 50.0,
+    sdf_margin_mm: float = 150.0,
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
@@ -138,7 +140,7 @@ def train_transforms(
 def val_transforms(
     target_channels: Sequence[int],
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
-    sdf_margin_mm: float = 50.0,
+    sdf_margin_mm: float = 150.0,
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
@@ -152,7 +154,7 @@ def val_transforms(
 def inference_transforms(
     target_channels: Sequence[int],
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
-    sdf_margin_mm: float = 50.0,
+    sdf_margin_mm: float = 150.0,
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,

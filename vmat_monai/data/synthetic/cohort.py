@@ -59,6 +59,10 @@ class CohortSettings:
         n_slices: number of CT slices (centred on z = 0).
         dose_mm: dose grid spacing, mm (isotropic).
         n_angles: gantry angles of the dose model.
+        plans_per_patient: plans per synthetic patient. With 2 or more, consecutive cases share
+            one anatomy (same patient ID and CT, separate studies) and differ in their goals:
+            every further plan flips the rectum and bladder strictness by half the range, so the
+            cohort holds direct contrasts of goals on one anatomy.
     """
 
     matrix: int = 256
@@ -67,6 +71,7 @@ class CohortSettings:
     n_slices: int = 80
     dose_mm: float = 2.5
     n_angles: int = 36
+    plans_per_patient: int = 1
 
     @classmethod
     def full_size(cls) -> CohortSettings:
@@ -92,13 +97,14 @@ class CohortSettings:
         return asdict(self)
 
 
-def sample_goals(rng: np.random.Generator) -> dict[str, float]:
+def sample_goals(rng: np.random.Generator, strictness: tuple[float, float] | None = None) -> dict[str, float]:
     """Per-case clinical goals (natural units) that vary across the cohort.
 
-    A strictness in [0, 1] per organ moves all of its goals together, so the dose model sees
-    consistent tight or loose goal sets.
+    A strictness in [0, 1] per organ (rectum, bladder) moves all of its goals together, so the
+    dose model sees consistent tight or loose goal sets; ``strictness`` fixes both.
     """
-    sr, sb = (float(v) for v in rng.uniform(0, 1, size=2))
+    drawn = rng.uniform(0, 1, size=2)
+    sr, sb = strictness if strictness is not None else (float(v) for v in drawn)
     return {
         "rectum_V50": round(0.60 - 0.25 * sr, 3),
         "rectum_V60": round(0.42 - 0.20 * sr, 3),
@@ -173,9 +179,15 @@ def generate_case(
     """
     t0 = time.perf_counter()
     case_id = f"SYN{index:04d}"
-    rng = np.random.default_rng([seed, index])
+    ppp = max(int(settings.plans_per_patient), 1)
+    patient, variant = (index - 1) // ppp + 1, (index - 1) % ppp
+    rng = np.random.default_rng([seed, patient])  # the anatomy stream, shared by the patient's plans
     params = sample_pelvis(rng)
     drawn = sample_goals(rng)
+    if variant:  # a further plan on the same anatomy: rectum and bladder strictness moved by half the range
+        sr, sb = (0.60 - drawn["rectum_V50"]) / 0.25, (0.55 - drawn["bladder_V65"]) / 0.20
+        flip = [(v + 0.5 * variant) % 1.0 for v in (sr, sb)]
+        drawn = sample_goals(np.random.default_rng([seed, patient, 100 + variant]), (flip[0], flip[1]))
     if goals:
         drawn.update(goals)
     missing = [s for s, p in (("Bowel", 0.15), ("Femur_L", 0.06), ("Femur_R", 0.06)) if rng.random() < p]
@@ -206,9 +218,10 @@ def generate_case(
     achieved = _metrics(on_ct, ct.voxel_volume_cc)
 
     with atomic_dir(Path(out_dir) / case_id) as tmp:
+        patient_id = case_id if ppp == 1 else f"SYNP{patient:04d}"
         study = StudyInfo(
-            patient_name=f"SYNTH^{case_id}",
-            patient_id=case_id,
+            patient_name=f"SYNTH^{patient_id}",
+            patient_id=patient_id,
             study_uid=uid_from(seed, index, "study"),
             frame_uid=uid_from(seed, index, "frame"),
             study_id=case_id,
@@ -259,6 +272,8 @@ def generate_case(
             "schema_version": SCHEMA_VERSION,
             "case_id": case_id,
             "index": index,
+            "patient": patient,
+            "plan_variant": variant,
             "seed": seed,
             "settings": settings.to_dict(),
             "structure_names": {k: names[k] for k in present},

@@ -47,6 +47,9 @@ class ArcModel:
         scatter_fraction: share of the scatter component relative to the primary.
         sad_mm: source-axis distance, mm.
         aperture_margin_mm: leaf margin added around the target projection, mm.
+        sub_beams: each gantry angle's dose is spread over this many sub-angles across its
+            angular step (rotations about the isocentre), as a continuous arc delivers it;
+            without it 36 discrete beams leave streaks in the low-dose region.
     """
 
     n_angles: int = 36
@@ -57,6 +60,22 @@ class ArcModel:
     scatter_fraction: float = 0.18
     sad_mm: float = 1000.0
     aperture_margin_mm: float = 5.0
+    sub_beams: int = 3
+
+
+def _rotate_xy(vol: torch.Tensor, xs: np.ndarray, ys: np.ndarray, iso: np.ndarray, deg: float) -> torch.Tensor:
+    """``vol`` (C, Z, Y, X) rotated by ``deg`` about the isocentre in the axial plane (bilinear, 0 outside)."""
+    th = np.deg2rad(deg)
+    c, s = float(np.cos(th)), float(np.sin(th))
+    X, Y = torch.meshgrid(torch.from_numpy(xs), torch.from_numpy(ys), indexing="xy")
+    dx, dy = X - iso[0], Y - iso[1]
+    sx = c * dx + s * dy + iso[0]
+    sy = -s * dx + c * dy + iso[1]
+    gx = 2 * (sx - xs[0]) / (xs[-1] - xs[0]) - 1
+    gy = 2 * (sy - ys[0]) / (ys[-1] - ys[0]) - 1
+    g = torch.stack([gx, gy], dim=-1).float()[None].expand(vol.shape[1], -1, -1, -1)
+    out = F.grid_sample(vol.permute(1, 0, 2, 3), g, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.permute(1, 0, 2, 3)
 
 
 @dataclass
@@ -164,6 +183,13 @@ def _component_doses(
         sec = int(((angles_deg[k] + 45.0) % 360.0) // 90.0)
         c0 = sec * len(per_angle)
         out[c0 : c0 + len(per_angle)] += float(angle_weights[k]) * back.permute(1, 0, 2, 3)
+    if model.sub_beams > 1:  # continuous arc: spread every beam over its angular step
+        step = 360.0 / model.n_angles
+        offsets = ((np.arange(model.sub_beams) + 0.5) / model.sub_beams - 0.5) * step
+        acc = out * float(np.isclose(offsets, 0).sum())
+        for off in offsets[~np.isclose(offsets, 0)]:
+            acc += _rotate_xy(out, xs, ys, iso, float(off))
+        out = acc / model.sub_beams
     primary = np.zeros((len(names), nz, ny, nx), dtype=np.float32)
     primary[:, zsl] = out.numpy()
     body = masks["BODY"].astype(np.float32)

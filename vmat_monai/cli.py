@@ -313,6 +313,8 @@ def _model_stages(args: argparse.Namespace, root: Path, dicom_dir: Path, data_di
 
     datalist = data_dir / "datalist.json"
     model_dir, pred_dir = root / "model", root / "predictions"
+    if not (load_datalist(datalist, "validation") and load_datalist(datalist, "test")):
+        raise UserError(f"{datalist}: no validation or test cases to hold out; generate more cases (--cases)")
     print(f"[4/7] training ({args.config} configuration) for {args.train_minutes:g} min in {model_dir}", flush=True)
     ckpt = train_bounded(datalist, model_dir, args.train_minutes, args.config, fresh=args.fresh)
     print(f"[5/7] predicting the held-out cases (validation + test) into {pred_dir}", flush=True)

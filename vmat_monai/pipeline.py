@@ -155,7 +155,7 @@ def what_if(
     top = float(max(base[m].max(), tight[m].max()))
     for dose, ls, label in ((base, "-", "own goals"), (tight, "--", "tightened goals")):
         h = cumulative_dvh(dose[m], np.ones(int(m.sum())), voxel_cc, max_gy=top)
-        ax1.plot(h.dose_gy, h.volume_percent, ls=ls, color=fg.OKABE_ITO[5], label=f"{structure}, {label}")
+        ax1.plot(h.dose_gy, h.volume_percent, ls=ls, color=fg.OKABE_ITO[1], label=f"{structure}, {label}")
         hp = cumulative_dvh(dose[ptv], np.ones(int(ptv.sum())), voxel_cc)
         ax1.plot(hp.dose_gy, hp.volume_percent, ls=ls, color=fg.OKABE_ITO[0], label=f"{sset.primary_target}, {label}")
     ax1.set(xlabel="dose (Gy)", ylabel="volume (%)", ylim=(0, 102), xlim=(0, None))
@@ -168,7 +168,7 @@ def what_if(
     diff = np.ma.masked_where((base < 1.0) & (tight < 1.0), tight - base)
     lim = max(float(np.abs(diff).max()), 0.5)
     im = fg.draw_slice(
-        ax2, ct, diff, {structure: m, sset.primary_target: ptv}, ct_img.header.get_zooms()[:3], "axial", centre,
+        ax2, ct, diff, {sset.primary_target: ptv, structure: m}, ct_img.header.get_zooms()[:3], "axial", centre,
         cmap="RdBu_r", vmin=-lim, vmax=lim,
     )  # fmt: skip
     fig.colorbar(im, ax=ax2, label="tightened - own (Gy)")

@@ -189,7 +189,9 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 def summarise(rows: Sequence[dict[str, Any]], structures: Sequence[str]) -> dict[str, Any]:
     """Mean ± sd of every numeric column, and a per-structure view of the DVH errors."""
-    cols = [k for k in rows[0] if k != "case_id" and isinstance(rows[0][k], int | float)] if rows else []
+    cols: list[str] = []
+    for r in rows:  # union over cases: a structure may be missing in some
+        cols += [k for k, v in r.items() if k != "case_id" and isinstance(v, int | float) and k not in cols]
     metrics = {c: _stats([r.get(c, np.nan) for r in rows]) for c in cols}
     per_structure: dict[str, Any] = {}
     for s in structures:

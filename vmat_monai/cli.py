@@ -240,10 +240,10 @@ def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = No
 def _cmd_predict(args: argparse.Namespace) -> int:
     from vmat_monai.constraints import parse_overrides
 
-    try:
-        overrides = parse_overrides(args.constraint)
-    except (ValueError, KeyError) as exc:
-        raise UserError(str(exc).strip('"')) from None
+    try:  # keys are checked against the structure set's layout by the predictor
+        overrides = parse_overrides(args.constraint, layout=None)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     predictor = _predictor(args, overrides, rtdose=args.rtdose, dicom_source=args.dicom)
     try:
         written = predictor.predict(args.source, args.out, args.split)

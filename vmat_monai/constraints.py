@@ -1,6 +1,7 @@
-"""The 13-value constraint vector: layout, defaults, units and the source of each value.
+"""The constraint vector: layouts, defaults, units and the source of each value.
 
-The layout is that of the original research code, kept for compatibility. Every entry has a
+The prostate layout (13 values) is that of the original research code, kept for compatibility;
+other structure sets have their own (``LAYOUTS``, ``layout_for``). Every entry has a
 key (used on the command line: ``rectum_V70=0.10``), a natural value in clinical units
 (Gy, volume fraction or cc) and a vector value = natural / scale, where the scale is the
 primary prescription (70 Gy) for doses, 500 cc for the bowel volume and 1 for fractions.
@@ -232,8 +233,14 @@ class ConstraintVector:
         return cls(natural, sources, layout)
 
 
-def parse_overrides(items: Sequence[str], layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT) -> dict[str, float]:
-    """``["rectum_V70=0.10", "bowel_V45cc=150"]`` -> ``{"rectum_V70": 0.1, ...}`` (natural units, keys checked)."""
+def parse_overrides(
+    items: Sequence[str], layout: Sequence[ConstraintSpec] | None = CONSTRAINT_LAYOUT
+) -> dict[str, float]:
+    """``["rectum_V70=0.10", "bowel_V45cc=150"]`` -> ``{"rectum_V70": 0.1, ...}`` (natural units).
+
+    Keys are checked against ``layout`` (and written as its keys); ``layout=None`` leaves them to
+    the consumer (the predictor checks them against its structure set's layout).
+    """
     out: dict[str, float] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -245,7 +252,8 @@ def parse_overrides(items: Sequence[str], layout: Sequence[ConstraintSpec] = CON
             raise ValueError(f"constraint {item!r}: {value!r} is not a number") from None
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"constraint {item!r}: the value must be finite and >= 0")
-        out[spec(key.strip(), layout).key] = v
+        key = key.strip()
+        out[spec(key, layout).key if layout is not None else key] = v
     return out
 
 

@@ -243,6 +243,7 @@ def summary_figure(
         t = ax.table(
             cellText=[list(g) for g in goals],
             colLabels=["goal", "plan", "prediction"],
+            colWidths=[0.56, 0.22, 0.22],
             loc="upper center",
             cellLoc="left",
         )

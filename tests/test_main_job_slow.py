@@ -1,4 +1,4 @@
-"""The main job end to end on a small cohort (slow: ``pytest -m slow tests/test_main_job_slow.py``, ~5 min)."""
+"""The main job end to end on a small cohort (slow: `pytest -m slow`, about 10 min on 2 cores)."""
 
 from __future__ import annotations
 

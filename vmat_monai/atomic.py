@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_dir", "atomic_file", "write_text_atomic"]
+__all__ = ["atomic_dir", "atomic_file", "write_csv_atomic", "write_text_atomic"]
 
 
 @contextmanager
@@ -32,6 +35,22 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_csv_atomic(path: str | Path, rows: Sequence[Mapping[str, Any]], float_format: str | None = None) -> Path:
+    """Write ``rows`` as CSV (columns: the union of their keys, in first-seen order) atomically.
+
+    ``float_format`` (e.g. ``"{:.6g}"``) formats float values; otherwise they are written as is.
+    """
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: float_format.format(v) if float_format and isinstance(v, float) else v for k, v in r.items()})
+    return write_text_atomic(path, buf.getvalue())
 
 
 @contextmanager

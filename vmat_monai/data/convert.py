@@ -15,9 +15,7 @@ NIfTI files carry the RAS affine of the CT grid (converted from DICOM LPS).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import time
@@ -28,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vmat_monai.atomic import atomic_dir, atomic_file, write_text_atomic
+from vmat_monai.atomic import atomic_dir, atomic_file, write_csv_atomic, write_text_atomic
 from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, layout_for
 from vmat_monai.data.openkbp import OpenKBPInputError
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
@@ -562,12 +560,5 @@ def convert_tree(
         "cases": rows,
     }
     write_text_atomic(out / "qa_report.json", json.dumps(summary, indent=2))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(out / "qa_report.csv", buf.getvalue())
+    write_csv_atomic(out / "qa_report.csv", rows)
     return summary

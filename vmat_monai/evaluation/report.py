@@ -13,8 +13,6 @@ A case missing on either side, or one that cannot be read, is reported in ``summ
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vmat_monai.atomic import write_text_atomic
+from vmat_monai.atomic import write_csv_atomic, write_text_atomic
 from vmat_monai.evaluation.case_metrics import CaseEvaluation, EvaluationInputError, evaluate_case, load_case
 from vmat_monai.metrics.gamma import GammaOptions
 
@@ -162,18 +160,6 @@ def _figures(case: Any, ev: CaseEvaluation, out: Path, which: str) -> None:
         )
 
 
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
 def _stats(values: Sequence[float]) -> dict[str, float]:
     v = np.asarray([x for x in values if isinstance(x, int | float) and math.isfinite(x)], dtype=np.float64)
     if not v.size:
@@ -259,8 +245,8 @@ def evaluate_predictions(
         **summarise(rows, structures),
     }
     if rows:
-        write_text_atomic(out / "metrics.csv", _csv(rows))
-        write_text_atomic(out / "goals.csv", _csv(goal_rows))
+        write_csv_atomic(out / "metrics.csv", rows, "{:.6g}")
+        write_csv_atomic(out / "goals.csv", goal_rows, "{:.6g}")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
     summary["output_dir"] = str(out)
     return summary

@@ -33,7 +33,7 @@ def config_files(base: str, variant: str | None) -> list[str]:
             path = configs / f"{v}.json"
         if not path.is_file():
             raise FileNotFoundError(f"config {v!r} not found (tried {path}); use cpu, openkbp, default or a JSON file")
-        files.append(str(path))
+        files.append(str(path.resolve()))
     return files
 
 

@@ -30,7 +30,7 @@ from scipy import ndimage
 from vmat_monai.atomic import atomic_dir, write_text_atomic
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.data.synthetic.anatomy import Phantom, helper_masks, rasterise, sample_pelvis
-from vmat_monai.data.synthetic.dose_model import ArcModel, compute_plan_dose, hu_to_density
+from vmat_monai.data.synthetic.dose_model import DOSE_MODEL_VERSION, ArcModel, compute_plan_dose, hu_to_density
 from vmat_monai.data.synthetic.naming import draw_names
 from vmat_monai.dicom.common import StudyInfo, uid_from
 from vmat_monai.dicom.ct import write_ct_series
@@ -41,7 +41,7 @@ from vmat_monai.geometry import Grid
 from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB
 
-__all__ = ["CohortSettings", "generate_case", "generate_cohort", "sample_goals"]
+__all__ = ["CohortSettings", "generate_case", "generate_cohort", "plan_inputs", "sample_goals"]
 
 MANIFEST = "cohort.json"
 SIDECAR = "synth_case.json"
@@ -158,27 +158,29 @@ def _metrics(d: dict[str, np.ndarray], voxel_cc: float) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
-def generate_case(
-    index: int,
-    seed: int,
-    out_dir: str | Path,
-    settings: CohortSettings = CohortSettings(),
-    goals: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Generate case ``index`` of the cohort with ``seed`` and write it under ``out_dir``.
+@dataclass
+class _Draw:
+    """Everything random about a case, drawn from its seed: anatomy, goals, names and both grids."""
 
-    Args:
-        index: case number (1-based); with ``seed`` it fixes everything about the case.
-        seed: cohort seed.
-        out_dir: cohort folder; the case goes to ``out_dir/SYN{index:04d}``.
-        settings: image size settings.
-        goals: override the drawn clinical goals (natural units), e.g. for what-if studies.
+    patient: int
+    plans_per_patient: int
+    variant: int
+    params: Any
+    goals: dict[str, float]
+    missing: list[str]
+    present: list[str]
+    names: dict[str, str]
+    helper_names: dict[str, str]
+    ct: Grid
+    hu: np.ndarray
+    masks: dict[str, np.ndarray]
+    helpers: dict[str, np.ndarray]
+    dgrid: Grid
+    hu_dose_grid: np.ndarray
+    masks_dose_grid: dict[str, np.ndarray]
 
-    Returns:
-        The case summary (also in the sidecar JSON).
-    """
-    t0 = time.perf_counter()
-    case_id = f"SYN{index:04d}"
+
+def _draw_case(index: int, seed: int, settings: CohortSettings, goals: dict[str, float] | None) -> _Draw:
     ppp = max(int(settings.plans_per_patient), 1)
     patient, variant = (index - 1) // ppp + 1, (index - 1) % ppp
     rng = np.random.default_rng([seed, patient])  # the anatomy stream, shared by the patient's plans
@@ -201,6 +203,61 @@ def generate_case(
     helper_names = {k: v for k, v in helper_names.items() if helpers[k].any()}
     dgrid = _dose_grid(masks, ct, rng, settings.dose_mm)
     hu_d, masks_d = rasterise(phantom, dgrid, None)
+    return _Draw(
+        patient,
+        ppp,
+        variant,
+        params,
+        drawn,
+        missing,
+        present,
+        names,
+        helper_names,
+        ct,
+        hu,
+        masks,
+        helpers,
+        dgrid,
+        hu_d,
+        masks_d,
+    )
+
+
+def plan_inputs(
+    index: int, seed: int, settings: CohortSettings = CohortSettings(), goals: dict[str, float] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], Grid, ConstraintVector]:
+    """What the dose model plans case ``index`` of the cohort ``seed`` from, without writing anything:
+    relative electron density and masks on the dose grid (Z, Y, X), the dose grid, the goals."""
+    d = _draw_case(index, seed, settings, goals)
+    return hu_to_density(d.hu_dose_grid), d.masks_dose_grid, d.dgrid, ConstraintVector.from_goals(d.goals)
+
+
+def generate_case(
+    index: int,
+    seed: int,
+    out_dir: str | Path,
+    settings: CohortSettings = CohortSettings(),
+    goals: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Generate case ``index`` of the cohort with ``seed`` and write it under ``out_dir``.
+
+    Args:
+        index: case number (1-based); with ``seed`` it fixes everything about the case.
+        seed: cohort seed.
+        out_dir: cohort folder; the case goes to ``out_dir/SYN{index:04d}``.
+        settings: image size settings.
+        goals: override the drawn clinical goals (natural units), e.g. for what-if studies.
+
+    Returns:
+        The case summary (also in the sidecar JSON).
+    """
+    t0 = time.perf_counter()
+    case_id = f"SYN{index:04d}"
+    d = _draw_case(index, seed, settings, goals)
+    ppp, patient, variant, params, drawn = d.plans_per_patient, d.patient, d.variant, d.params, d.goals
+    present, names, helper_names, helpers = d.present, d.names, d.helper_names, d.helpers
+    ct, hu, masks, dgrid, missing = d.ct, d.hu, d.masks, d.dgrid, d.missing
+    hu_d, masks_d = d.hu_dose_grid, d.masks_dose_grid
     plan_goals = ConstraintVector.from_goals(drawn)
     res = compute_plan_dose(
         hu_to_density(hu_d),
@@ -275,6 +332,7 @@ def generate_case(
             "patient": patient,
             "plan_variant": variant,
             "seed": seed,
+            "dose_model_version": DOSE_MODEL_VERSION,
             "settings": settings.to_dict(),
             "structure_names": {k: names[k] for k in present},
             "helper_names": helper_names,
@@ -371,6 +429,11 @@ def generate_cohort(
                 f"{out} holds a cohort with seed {old.get('seed')} / settings {old.get('settings')}; "
                 "use another folder or --overwrite"
             )
+        if old.get("dose_model_version") != DOSE_MODEL_VERSION:
+            raise FileExistsError(
+                f"{out} was generated by dose model version {old.get('dose_model_version', 1)}, this is version "
+                f"{DOSE_MODEL_VERSION}; use another folder or --overwrite (vmat-monai main: --fresh)"
+            )
     if existing and overwrite:
         for p in existing:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -387,7 +450,8 @@ def generate_cohort(
         side = out / f"SYN{i:04d}" / SIDECAR
         if resume and side.exists():
             s = json.loads(side.read_text())
-            if s.get("seed") == seed and s.get("settings") == settings.to_dict():
+            same = s.get("seed") == seed and s.get("settings") == settings.to_dict()
+            if same and s.get("dose_model_version") == DOSE_MODEL_VERSION:
                 summaries[i] = s
                 continue
         todo.append(i)
@@ -409,6 +473,7 @@ def generate_cohort(
         "schema_version": SCHEMA_VERSION,
         "generator": "vmat-monai synth",
         "seed": seed,
+        "dose_model_version": DOSE_MODEL_VERSION,
         "n_cases": n_cases,
         "settings": settings.to_dict(),
         "cases": [

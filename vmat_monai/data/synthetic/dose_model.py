@@ -10,7 +10,9 @@ divided by which organ the ray crosses (rectum, bladder, femoral heads, none). A
 non-negative least-squares "optimiser" weights the components against the target doses and
 the case's own dose-volume goals (Wu–Mohan style DVH objectives plus a push-down term whose
 weight grows as a goal tightens), so a tighter rectum goal gives less rectum dose. The plan is
-then normalised so that PTV70 D95 equals the prescription.
+then normalised so that PTV70 D95 equals the prescription. The MU over the arc follow the
+anatomy (attenuation compensation); nothing in the dose is random except the optimiser's voxel
+sample, so the dose is (nearly) a function of the CT, the contours and the goals.
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ from scipy import ndimage, optimize
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.geometry import Grid
 
-__all__ = ["ArcModel", "DoseResult", "compute_plan_dose", "hu_to_density"]
+__all__ = [
+    "DOSE_MODEL_VERSION",
+    "ArcModel",
+    "DoseResult",
+    "angle_modulation",
+    "compute_plan_dose",
+    "hu_to_density",
+]
+
+DOSE_MODEL_VERSION = 2
+"""Bumped when the model changes the dose of a given seed (2: MU over the arc from the anatomy)."""
 
 ORGAN_SPLIT = ("Rectum", "Bladder", "Femur")
 """Organs whose crossing rays get their own weight, in priority order."""
@@ -50,6 +62,8 @@ class ArcModel:
         sub_beams: each gantry angle's dose is spread over this many sub-angles across its
             angular step (rotations about the isocentre), as a continuous arc delivers it;
             without it 36 discrete beams leave streaks in the low-dose region.
+        mu_compensation: exponent of the per-angle MU variation with the radiological depth of
+            the isocentre (see :func:`angle_modulation`); 0 gives equal MU at every angle.
     """
 
     n_angles: int = 36
@@ -61,6 +75,7 @@ class ArcModel:
     sad_mm: float = 1000.0
     aperture_margin_mm: float = 5.0
     sub_beams: int = 3
+    mu_compensation: float = 0.5
 
 
 def _rotate_xy(vol: torch.Tensor, xs: np.ndarray, ys: np.ndarray, iso: np.ndarray, deg: float) -> torch.Tensor:
@@ -232,6 +247,32 @@ class _Components:
         return np.maximum(dose, 0.0)
 
 
+def angle_modulation(density: np.ndarray, grid: Grid, iso: np.ndarray, ptv: np.ndarray, model: ArcModel) -> np.ndarray:
+    """Relative MU per gantry angle: more where the path to the isocentre is radiologically longer.
+
+    An optimiser's MU variation over the arc follows the anatomy (it compensates attenuation);
+    the model uses ``(depth / mean depth) ** model.mu_compensation``, clipped to [0.75, 1.33],
+    with the radiological depth (mm water) from the body surface to the isocentre in the axial
+    slice through the target's centre. A deterministic function of the CT, so the plan dose
+    carries no per-plan randomness that the network's inputs do not hold.
+    """
+    zc = round(float(np.argwhere(ptv)[:, 0].mean()))
+    rho = np.asarray(density[zc], np.float64)
+    h = min(grid.spacing[0], grid.spacing[1])
+    reach = float(np.hypot((grid.shape[2] - 1) * grid.spacing[0], (grid.shape[1] - 1) * grid.spacing[1]))
+    w = np.arange(0.0, reach, h)
+    angles = np.deg2rad(np.arange(model.n_angles) * 360.0 / model.n_angles)
+    depth = np.empty(model.n_angles)
+    for k, theta in enumerate(angles):
+        d = np.array([-np.sin(theta), np.cos(theta)])  # beam direction (source -> patient), as in the dose
+        px, py = iso[0] - w * d[0], iso[1] - w * d[1]  # from the isocentre back towards the source
+        ix = (px - grid.xs[0]) / grid.spacing[0]
+        iy = (py - grid.ys[0]) / grid.spacing[1]
+        depth[k] = ndimage.map_coordinates(rho, [iy, ix], order=1, mode="constant", cval=0.0).sum() * h
+    rel = depth / max(float(depth.mean()), 1e-6)
+    return np.clip(rel**model.mu_compensation, 0.75, 1.33)
+
+
 def _dvh_rows(d: np.ndarray, dose_gy: float, max_fraction: float, n_total: int) -> np.ndarray:
     """Indices of voxels to push below ``dose_gy`` so at most ``max_fraction`` exceed it (Wu–Mohan)."""
     allowed = int(np.floor(max_fraction * n_total))
@@ -261,7 +302,7 @@ def compute_plan_dose(
         masks: boolean masks on ``grid``: BODY, PTV70, PTV56, Rectum, Bladder, Femur_L/R, Bowel.
         grid: the dose grid.
         goals: the case's clinical goals (natural units).
-        rng: random generator for the per-angle modulation and voxel sampling.
+        rng: random generator for the optimiser's voxel sampling.
         model: beam model; defaults to :class:`ArcModel`.
         prescriptions_gy: target doses, default PTV70 = 70, PTV56 = 56 Gy.
         n_iter: DVH-objective reweighting iterations.
@@ -273,9 +314,7 @@ def compute_plan_dose(
     ptv = masks["PTV70"]
     nzi = np.argwhere(ptv)
     iso = np.array([grid.xs[nzi[:, 2]].mean(), grid.ys[nzi[:, 1]].mean()])
-    # smooth per-angle modulation: what an optimiser's MU variation looks like
-    ang = np.linspace(0, 2 * np.pi, model.n_angles, endpoint=False)
-    mod = 1 + 0.12 * np.sin(2 * ang + rng.uniform(0, 2 * np.pi)) + 0.06 * np.sin(3 * ang + rng.uniform(0, 2 * np.pi))
+    mod = angle_modulation(density, grid, iso, ptv, model)
     comp = _component_doses(density, masks, grid, iso, model, mod)
     names = comp.names
 

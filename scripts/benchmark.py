@@ -175,9 +175,10 @@ _STEP_CODE = """
 import resource, sys, time, torch
 from vmat_monai.networks import ConditionedUNet, cpu_conditioned_unet
 variant, size = sys.argv[1], int(sys.argv[2])
-net = ConditionedUNet() if variant == "default" else cpu_conditioned_unet()
+# 10 input channels: CT, 8 signed distances, arc dose prior
+net = ConditionedUNet(in_channels=10) if variant == "default" else cpu_conditioned_unet(10)
 opt = torch.optim.AdamW(net.parameters(), 2e-4)
-x, c, y = torch.randn(1, 9, size, size, size), torch.rand(1, 13), torch.rand(1, 1, size, size, size)
+x, c, y = torch.randn(1, 10, size, size, size), torch.rand(1, 13), torch.rand(1, 1, size, size, size)
 times = []
 for _ in range(2):
     t0 = time.perf_counter()
@@ -194,8 +195,8 @@ from monai.inferers import SlidingWindowInferer
 from vmat_monai.networks import ConditionedUNet, cpu_conditioned_unet
 variant, roi = sys.argv[1], int(sys.argv[2])
 shape = tuple(int(v) for v in sys.argv[3:6])
-net = (ConditionedUNet() if variant == "default" else cpu_conditioned_unet()).eval()
-x, c = torch.randn(1, 9, *shape), torch.rand(1, 13)
+net = (ConditionedUNet(in_channels=10) if variant == "default" else cpu_conditioned_unet(10)).eval()
+x, c = torch.randn(1, 10, *shape), torch.rand(1, 13)
 inferer = SlidingWindowInferer((roi,) * 3, sw_batch_size=1, overlap=0.25, mode="gaussian")
 with torch.no_grad():
     t0 = time.perf_counter()
@@ -255,8 +256,7 @@ def bench_accuracy(minutes: float = 20.0, epochs: int = 70) -> list[Row]:
     import numpy as np
 
     from vmat_monai.data.datasets import load_datalist
-    from vmat_monai.engine.predict import DosePredictor
-    from vmat_monai.networks import cpu_conditioned_unet
+    from vmat_monai.engine.bundle import predictor_from_bundle
     from vmat_monai.structures import PROSTATE_SIB
 
     root = Path(__file__).resolve().parent.parent
@@ -290,9 +290,7 @@ def bench_accuracy(minutes: float = 20.0, epochs: int = 70) -> list[Row]:
             cwd=root,
         )
         train_minutes = (time.perf_counter() - t0) / 60
-        predictor = DosePredictor(
-            cpu_conditioned_unet(), Path(tmp) / "checkpoints" / "last.ckpt", roi_size=(64, 64, 64), sw_batch_size=4
-        )
+        predictor = predictor_from_bundle(Path(tmp) / "checkpoints" / "last.ckpt", "cpu", device="cpu")
         items = load_datalist(datalist, "validation") + load_datalist(datalist, "test")
         maes, d95s = [], []
         for item in items:
@@ -407,6 +405,35 @@ def bench_ceiling() -> list[Row]:
     ]
 
 
+def bench_prior() -> list[Row]:
+    """The arc dose prior (72 angles on a 5 mm grid) of a default-size pelvis at 2.5 mm, one case."""
+    import numpy as np
+    import torch
+    from monai.data import MetaTensor
+
+    from vmat_monai.transforms import ArcDosePrior
+
+    shape, sp = (164, 112, 96), 2.5  # 410 × 280 × 240 mm: a default case's body
+    x, y, z = np.meshgrid(*[(np.arange(n) - n / 2) * sp for n in shape], indexing="ij")
+    body = (x / 190) ** 2 + (y / 120) ** 2 <= 1
+    ct = np.where(body, 40.0, -1000.0)[None]
+    ptv70 = (x / 30) ** 2 + (y / 25) ** 2 + (z / 30) ** 2 <= 1
+    ptv56 = (x / 45) ** 2 + (y / 40) ** 2 + (z / 50) ** 2 <= 1
+    affine = torch.diag(torch.tensor([sp, sp, sp, 1.0], dtype=torch.float64))
+
+    def meta(a: np.ndarray) -> MetaTensor:
+        return MetaTensor(torch.from_numpy(np.asarray(a, np.float32)), affine=affine)
+
+    prior = ArcDosePrior([0, 1], [70.0, 56.0])
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        prior(meta(ct), meta(np.stack([ptv70, ptv56])), meta(body[None]))
+        times.append(time.perf_counter() - t0)
+    note = f"{'×'.join(map(str, shape))} voxels, 2 targets, median of 3; cached with the volume in training"
+    return [("arc dose prior, one case", statistics.median(times), "s", note)]
+
+
 def _fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.3g}" for v in values)
 
@@ -445,7 +472,7 @@ def bench_openkbp() -> list[Row]:
     minutes = float(OPTIONS["minutes"])  # type: ignore[arg-type]
     lever = str(OPTIONS["variant"] or "")
     variant = ",".join(["cpu", "openkbp", *([lever] if lever else [])])
-    tag = f"-{Path(lever).stem}" if lever else ""
+    tag = "-" + "+".join(Path(v.strip()).stem for v in lever.split(",")) if lever else ""
     ckpt = train_bounded(datalist, work / f"model{tag}", minutes, variant)
     predictor = predictor_from_bundle(ckpt, variant, openkbp_submission=True)
     items = load_datalist(datalist, "test")
@@ -493,6 +520,7 @@ BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "synth": bench_synth,
     "convert": bench_convert,
     "sdf": bench_sdf,
+    "prior": bench_prior,
     "patches": bench_patches,
     "gamma": bench_gamma,
     "ceiling": bench_ceiling,
@@ -509,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variant",
         default=None,
-        help="--only openkbp: one more bundle config (name or JSON path) on top of cpu,openkbp (lever study)",
+        help="--only openkbp: more bundle configs (names or JSON paths, comma-separated) on top of cpu,openkbp "
+        "(lever study; model and predictions go to runs/openkbp/model-<stems>)",
     )
     args = p.parse_args(argv)
     OPTIONS.update(minutes=args.minutes, openkbp_root=args.openkbp_root, variant=args.variant)

@@ -229,9 +229,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bundle import predictor_from_bundle
 
+    config = {"dose_prior": 0} if getattr(args, "no_dose_prior", False) else None
     try:
         return predictor_from_bundle(
-            args.ckpt, args.config, constraint_overrides=overrides or {}, device=args.device, **kwargs
+            args.ckpt, args.config, config, constraint_overrides=overrides or {}, device=args.device, **kwargs
         )
     except (FileNotFoundError, KeyError, RuntimeError) as exc:
         raise UserError(str(exc).strip('"')) from None
@@ -316,7 +317,10 @@ def _model_stages(args: argparse.Namespace, root: Path, dicom_dir: Path, data_di
     if not (load_datalist(datalist, "validation") and load_datalist(datalist, "test")):
         raise UserError(f"{datalist}: no validation or test cases to hold out; generate more cases (--cases)")
     print(f"[4/7] training ({args.config} configuration) for {args.train_minutes:g} min in {model_dir}", flush=True)
-    ckpt = train_bounded(datalist, model_dir, args.train_minutes, args.config, fresh=args.fresh)
+    try:
+        ckpt = train_bounded(datalist, model_dir, args.train_minutes, args.config, fresh=args.fresh)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
     print(f"[5/7] predicting the held-out cases (validation + test) into {pred_dir}", flush=True)
     pargs = argparse.Namespace(ckpt=ckpt, config=args.config, device=None)
     predict_held_out(_predictor(pargs, rtdose=True, dicom_source=dicom_dir), datalist, pred_dir, fresh=args.fresh)
@@ -428,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rtdose", action="store_true", help="also write RD.pred.dcm (DICOM RTDOSE) per case")
     r.add_argument("--dicom", default=None, help="DICOM-RT folder the cases came from (RTDOSE references it)")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    r.add_argument(
+        "--no-dose-prior",
+        action="store_true",
+        help="the checkpoint was trained without the arc dose prior channels (bundle: dose_prior 0)",
+    )
     r.set_defaults(func=_cmd_predict)
 
     m = sub.add_parser("main", help="run the main job on the embedded synthetic data")

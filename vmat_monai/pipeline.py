@@ -6,6 +6,7 @@ beside its checkpoints; predictions newer than the checkpoint are kept) unless `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -40,8 +41,16 @@ def train_bounded(
     """
     ckpt = out_dir / "checkpoints" / "last.ckpt"
     record = out_dir / TRAINING_RECORD
+    config_paths = config_files("train", variant)
+    digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_paths)).hexdigest()
     if record.is_file() and ckpt.is_file() and not fresh:
-        print(f"training: reusing {ckpt} ({json.loads(record.read_text())['summary']})", flush=True)
+        done = json.loads(record.read_text())
+        if done.get("config_sha256") != digest:  # a record without it predates the check: older configs
+            raise RuntimeError(
+                f"{ckpt} was trained with another version of the {variant!r} configuration (the bundle's configs "
+                "changed since, e.g. the arc dose prior channel); re-run with --fresh to train again"
+            )
+        print(f"training: reusing {ckpt} ({done['summary']})", flush=True)
         return ckpt
     if fresh and out_dir.exists():
         import shutil
@@ -50,7 +59,7 @@ def train_bounded(
     seconds = round(minutes * 60)
     hh, rest = divmod(seconds, 3600)
     mm, ss = divmod(rest, 60)
-    files = ",".join(f"'{f}'" for f in config_files("train", variant))
+    files = ",".join(f"'{f}'" for f in config_paths)
     cmd = [
         sys.executable,
         "-m",
@@ -82,7 +91,8 @@ def train_bounded(
         lines = metrics[-1].read_text().splitlines()
         epochs = len({line.split(",")[0] for line in lines[1:]})
     summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
-    write_text_atomic(record, json.dumps({"summary": summary, "variant": variant, "minutes": minutes}, indent=2))
+    done = {"summary": summary, "variant": variant, "minutes": minutes, "config_sha256": digest}
+    write_text_atomic(record, json.dumps(done, indent=2))
     return ckpt
 
 

@@ -122,7 +122,7 @@ def bundle_data(converted, tmp_path_factory):
     return path
 
 
-def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, tmp_path):
+def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, tmp_path, capsys):
     tiny_dicom = tiny_cohort
     run = tmp_path / "run"
     common = ["--config_file", TRAIN, "--datalist", str(bundle_data), "--output_dir", str(run), *TINY]
@@ -176,7 +176,8 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     from vmat_monai.networks import cpu_conditioned_unet
 
     dicom_case = next(p for p in tiny_dicom.iterdir() if p.is_dir())
-    predictor = DosePredictor(cpu_conditioned_unet(), ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6))
+    net = cpu_conditioned_unet(1 + 8 + 1)  # CT, 8 distances, arc dose prior
+    predictor = DosePredictor(net, ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6), dose_prior=True)
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
     # the CLI: what-if goals change the prediction and are recorded beside it
@@ -195,6 +196,9 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     tight = nib.load(str(tmp_path / "tight" / cid / "dose_pred.nii.gz")).get_fdata()
     assert not np.allclose(own, tight)  # the network is conditioned on the goals (FiLM)
     assert cli([*base, "--out", str(tmp_path / "bad"), "--constraint", "liver_V30=0.2"]) == 2
+    # a checkpoint trained with the prior, predicted as if without: a clear error, nothing written
+    assert cli([*base, "--out", str(tmp_path / "noprior"), "--no-dose-prior"]) == 2
+    assert "--no-dose-prior" in capsys.readouterr().err and not (tmp_path / "noprior").exists()
     # ... and written as RTDOSE in the source study's frame of reference
     import pydicom
 

@@ -16,8 +16,9 @@ def test_preset_kwargs_come_from_the_structure_set():
     kw = preset_kwargs("prostate_sib")
     assert kw["target_channels"] == [PROSTATE_SIB.index("PTV70"), PROSTATE_SIB.index("PTV56")]
     assert kw["mirror_pairs"] == [(PROSTATE_SIB.index("Femur_L"), PROSTATE_SIB.index("Femur_R"))]
+    assert kw["target_levels"] == [70.0, 56.0]
     hn = preset_kwargs("openkbp_hn")
-    assert len(hn["target_channels"]) == 3
+    assert len(hn["target_channels"]) == 3 and hn["target_levels"] == [70.0, 63.0, 56.0]
 
 
 def test_cached_training_dataset_gives_random_patches(converted):
@@ -53,6 +54,20 @@ def test_validation_dataset_full_volume(converted, tmp_path):
     for item in ds:
         ptv = item["masks"][kw["target_channels"][0]] > 0
         assert float(item["dose"][0][ptv].mean()) == pytest.approx(1.03, abs=0.05)  # PTV70 mean ≈ 103 % Rx
+
+
+def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
+    """A chain with the arc dose prior must not read volumes cached by a chain without it."""
+    out, _ = converted
+    kw = preset_kwargs()
+    plain = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0))
+    with_prior = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0), prior_levels=kw["target_levels"])
+    first = make_dataset(out / "datalist.json", "training", plain, cache="disk", cache_dir=tmp_path)[0]
+    second = make_dataset(out / "datalist.json", "training", with_prior, cache="disk", cache_dir=tmp_path)[0]
+    assert "prior" not in first and first["input"].shape[0] == 1 + PROSTATE_SIB.n_channels
+    assert second["input"].shape[0] == 2 + PROSTATE_SIB.n_channels
+    ptv = second["masks"][kw["target_channels"][0]] > 0
+    assert float(second["prior"][0][ptv].median()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_wrong_path_in_datalist_names_case_and_file(converted, tmp_path):

@@ -72,3 +72,19 @@ def test_time_cosine_warms_up_then_anneals_over_the_budget():
     assert time_cosine(100.0, 100.0) == pytest.approx(0.01) and time_cosine(500.0, 100.0) == pytest.approx(0.01)
     values = [time_cosine(t, 100.0) for t in range(2, 101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
+    """A checkpoint trained with the arc dose prior (10 inputs) does not load into a 9-input network."""
+    from vmat_monai.engine.predict import load_network_weights
+
+    trained = ConditionedUNet(3, 10, 1, channels=(8, 16))
+    torch.save({"state_dict": {f"network.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "m.ckpt")
+    other = ConditionedUNet(3, 10, 1, channels=(8, 16))
+    load_network_weights(other, tmp_path / "m.ckpt")
+    pairs = zip(trained.state_dict().values(), other.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(RuntimeError, match=r"does not fit the network.*dose_prior"):
+        load_network_weights(ConditionedUNet(3, 9, 1, channels=(8, 16)), tmp_path / "m.ckpt")
+    with pytest.raises(FileNotFoundError, match="train first"):
+        load_network_weights(other, tmp_path / "missing.ckpt")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.data.utils import json_hashing
 from monai.transforms import Compose
 
 from vmat_monai.structures import StructureSet, get_structure_set
@@ -81,19 +82,23 @@ def make_dataset(
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("cache='disk' needs cache_dir")
-        return PersistentDataset(items, transform, cache_dir=str(cache_dir))
+        # the chain's hash is part of the key: a cache made by another chain (say without the
+        # arc dose prior) is never reused
+        return PersistentDataset(items, transform, cache_dir=str(cache_dir), hash_transform=json_hashing)
     if cache == "none":
         return Dataset(items, transform)
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
 
 
 def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dict[str, Any]:
-    """Target channels, mirror pairs and constraint-vector length of a structure set, for the presets."""
+    """Target channels, their dose levels (Gy), mirror pairs and constraint-vector length of a structure
+    set, for the presets."""
     from vmat_monai.constraints import layout_for
 
     s = get_structure_set(structure_set)
     return {
         "target_channels": [s.index(t) for t in s.targets],
+        "target_levels": [float(s.targets[t]) for t in s.targets],
         "mirror_pairs": [(s.index(a), s.index(b)) for a, b in s.mirror_pairs],
         "n_constraints": len(layout_for(s)),
     }

@@ -60,6 +60,7 @@ def predictor_from_bundle(
         "overlap": parser["sw_overlap"],
         "pixdim": parser["pixdim"],
         "openkbp_submission": bool(parser.get("openkbp_submission", False)),
+        "dose_prior": int(parser.get_parsed_content("dose_prior", default=0)),
     }
     kwargs.update(predictor_kwargs)
     return DosePredictor(parser.get_parsed_content("network"), ckpt_path, **kwargs)

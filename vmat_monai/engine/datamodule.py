@@ -29,6 +29,9 @@ class DoseDataModule(pl.LightningDataModule):
         cache: ``memory``, ``disk`` or ``none`` (see vmat_monai.data.datasets).
         cache_dir: folder of the disk cache.
         pos_fraction: share of patches centred on targets.
+        dose_prior: channels of the arc dose prior appended to the input: 0 (none), 1 (the whole
+            arc) or 3 (by the beams' entry side); the network needs ``1 + C + dose_prior`` input
+            channels (see vmat_monai.transforms.arc_prior).
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class DoseDataModule(pl.LightningDataModule):
         cache: str = "memory",
         cache_dir: str | Path | None = None,
         pos_fraction: float = 2 / 3,
+        dose_prior: int = 0,
     ) -> None:
         super().__init__()
         self.datalist = Path(datalist)
@@ -50,6 +54,8 @@ class DoseDataModule(pl.LightningDataModule):
         self.patch_size, self.num_samples, self.batch_size = tuple(patch_size), num_samples, batch_size
         self.pixdim, self.num_workers = tuple(pixdim), num_workers
         self.cache, self.cache_dir, self.pos_fraction = cache, cache_dir, pos_fraction
+        self.prior_levels = self.kw["target_levels"] if dose_prior else None
+        self.prior_sectors = int(dose_prior) or 1
         self.train_ds = self.val_ds = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -62,10 +68,18 @@ class DoseDataModule(pl.LightningDataModule):
                 pos_fraction=self.pos_fraction,
                 pixdim=self.pixdim,
                 n_constraints=self.kw["n_constraints"],
+                prior_levels=self.prior_levels,
+                prior_sectors=self.prior_sectors,
             )
             self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
         if self.val_ds is None and stage in (None, "fit", "validate"):
-            v = val_transforms(self.kw["target_channels"], pixdim=self.pixdim, n_constraints=self.kw["n_constraints"])
+            v = val_transforms(
+                self.kw["target_channels"],
+                pixdim=self.pixdim,
+                n_constraints=self.kw["n_constraints"],
+                prior_levels=self.prior_levels,
+                prior_sectors=self.prior_sectors,
+            )
             self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
 
     def train_dataloader(self) -> DataLoader:

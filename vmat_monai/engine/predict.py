@@ -36,7 +36,15 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
     net_state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")} or state
-    network.load_state_dict(net_state)
+    try:
+        network.load_state_dict(net_state)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... Use the configuration it "
+            "was trained with (network channels, structure set, and `dose_prior`: a network trained with the arc "
+            "dose prior has 1 or 3 input channels more; for a checkpoint trained without it pass `--dose_prior 0` "
+            "to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
+        ) from err
     return network
 
 
@@ -57,6 +65,7 @@ class DosePredictor:
         dicom_source: DICOM-RT folder the cases were converted from (RTDOSE references its UIDs).
         constraint_overrides: what-if goals, key -> natural value (``{"rectum_V70": 0.10}``),
             replacing the case's own values (see vmat_monai.constraints).
+        dose_prior: channels of the arc dose prior in the input, as in training (0, 1 or 3).
         openkbp_submission: also write ``output_dir/submission/<case_id>.csv`` in the OpenKBP
             challenge's sparse format (dose times the case's possible-dose mask, its body.nii.gz).
     """
@@ -75,6 +84,7 @@ class DosePredictor:
         dicom_source: str | Path | None = None,
         constraint_overrides: Mapping[str, float] | None = None,
         openkbp_submission: bool = False,
+        dose_prior: int = 0,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_network_weights(network, ckpt_path)
@@ -90,7 +100,13 @@ class DosePredictor:
         for key in self.constraint_overrides:
             spec(key, self.layout)  # unknown keys fail here, before any prediction
         kw = preset_kwargs(structure_set)
-        self.transform = inference_transforms(kw["target_channels"], pixdim=pixdim, n_constraints=kw["n_constraints"])
+        self.transform = inference_transforms(
+            kw["target_channels"],
+            pixdim=pixdim,
+            n_constraints=kw["n_constraints"],
+            prior_levels=kw["target_levels"] if dose_prior else None,
+            prior_sectors=int(dose_prior) or 1,
+        )
 
     @torch.no_grad()
     def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

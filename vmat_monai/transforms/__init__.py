@@ -1,8 +1,9 @@
 """Reusable MONAI transforms for dose prediction (depend on MONAI, numpy, scipy and torch only).
 
-from vmat_monai.transforms import SignedDistanced, RandFlipPairsd, DoseToRelatived
+from vmat_monai.transforms import SignedDistanced, RandFlipPairsd, DoseToRelatived, ArcDosePriord
 """
 
+from vmat_monai.transforms.arc_prior import ArcDosePrior
 from vmat_monai.transforms.array import (
     ChannelUnion,
     ConstraintToChannels,
@@ -12,6 +13,7 @@ from vmat_monai.transforms.array import (
     spacing_of,
 )
 from vmat_monai.transforms.dictionary import (
+    ArcDosePriord,
     ChannelUniond,
     ConstraintToChannelsd,
     ConstraintVectord,
@@ -22,6 +24,8 @@ from vmat_monai.transforms.dictionary import (
 from vmat_monai.transforms.presets import inference_transforms, train_transforms, val_transforms
 
 __all__ = [
+    "ArcDosePrior",
+    "ArcDosePriord",
     "ChannelUnion",
     "ChannelUniond",
     "ConstraintToChannels",

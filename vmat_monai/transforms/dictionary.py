@@ -15,6 +15,7 @@ from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 from monai.utils import convert_to_tensor
 
+from vmat_monai.transforms.arc_prior import ArcDosePrior
 from vmat_monai.transforms.array import (
     ChannelUnion,
     ConstraintToChannels,
@@ -24,6 +25,7 @@ from vmat_monai.transforms.array import (
 )
 
 __all__ = [
+    "ArcDosePriord",
     "ChannelUniond",
     "ConstraintToChannelsd",
     "ConstraintVectord",
@@ -229,4 +231,45 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
             return d
         for key in self.key_iterator(d):
             d[key] = (self.flip_pairs if key in self.pair_keys else self.flip)(d[key])
+        return d
+
+
+class ArcDosePriord(MapTransform):
+    """Dictionary wrapper of :class:`~vmat_monai.transforms.arc_prior.ArcDosePrior`.
+
+    Reads the CT (HU, before any intensity windowing), the masks and the body; writes the
+    (S, *spatial) relative prior dose to ``output_key`` (S = ``sectors``, 1 by default).
+
+    Args:
+        keys: the CT key.
+        target_channels: mask channels of the targets.
+        target_levels: their prescribed doses (only ratios matter).
+        masks_key: key of the (C, *spatial) masks.
+        body_key: key of the external contour.
+        output_key: where the prior goes.
+        allow_missing_keys: skip absent keys.
+        prior_kwargs: further :class:`ArcDosePrior` arguments (``sectors``, ``n_angles``, ``grid_mm``, ...).
+    """
+
+    backend = ArcDosePrior.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        target_channels: Sequence[int],
+        target_levels: Sequence[float],
+        masks_key: str = "masks",
+        body_key: str = "body",
+        output_key: str = "prior",
+        allow_missing_keys: bool = False,
+        **prior_kwargs: Any,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.prior = ArcDosePrior(target_channels, target_levels, **prior_kwargs)
+        self.masks_key, self.body_key, self.output_key = masks_key, body_key, output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.prior(d[key], d[self.masks_key], d[self.body_key])
         return d

@@ -8,7 +8,8 @@ Input dict (a datalist entry, paths relative to the datalist folder already join
 Output dict::
 
     input: (1 + C, ...) float32 = [CT window, C signed-distance channels]
-    image: (1, ...) CT window    sdf: (C, ...) signed distances
+           (1 + C + S, ...) with ``prior_levels``: [..., S arc dose prior channels]
+    image: (1, ...) CT window    sdf: (C, ...) signed distances    prior: (S, ...) arc dose prior
     dose: (1, ...) dose / prescription      body: (1, ...) mask      constraints: (K,) float32
     masks: (C, ...) binary (kept for losses and metrics)    target: (1, ...) union of targets
 
@@ -18,6 +19,9 @@ low-dose bath reaches well beyond 50 mm from the targets, and a patch far from t
 knows how far they are through these channels).
 Geometry: ``Orientationd("RAS")`` then ``Spacingd`` to ``pixdim`` (default 2.5 mm isotropic);
 masks use nearest-neighbour interpolation, CT and dose trilinear.
+Arc dose prior (``prior_levels`` = the targets' prescribed doses, in ``target_channels`` order):
+:class:`~vmat_monai.transforms.arc_prior.ArcDosePrior` from the CT in HU, the masks and the body,
+relative to the primary target (median 1 there), in ``prior_sectors`` channels (S = 1 or 3).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from monai.transforms import (
 )
 
 from vmat_monai.transforms.dictionary import (
+    ArcDosePriord,
     ChannelUniond,
     ConstraintVectord,
     DoseToRelatived,
@@ -62,8 +67,15 @@ def _deterministic(
     n_constraints: int,
     hu_min: float,
     hu_max: float,
+    prior_levels: Sequence[float] | None,
+    prior_sectors: int = 1,
 ) -> list:
     images = ["image", "masks", "body", *(["dose"] if with_dose else [])]
+    prior = (
+        [ArcDosePriord("image", target_channels, prior_levels, output_key="prior", sectors=prior_sectors)]
+        if prior_levels
+        else []
+    )
     modes = {"image": "bilinear", "masks": "nearest", "body": "nearest", "dose": "bilinear"}
     return [
         LoadImaged(images, image_only=True),
@@ -71,16 +83,18 @@ def _deterministic(
         Orientationd(images, axcodes="RAS"),
         Spacingd(images, pixdim=tuple(pixdim), mode=[modes[k] for k in images]),
         SignedDistanced("masks", output_keys="sdf", margin_mm=sdf_margin_mm),
+        *prior,  # from HU: before the CT window
         ScaleIntensityRanged("image", a_min=hu_min, a_max=hu_max, b_min=0.0, b_max=1.0, clip=True),
         *([DoseToRelatived("dose", prescription_key="prescription_gy")] if with_dose else []),
         ConstraintVectord("constraints", length=n_constraints),
         ChannelUniond("masks", channels=target_channels, output_key="target"),
-        EnsureTyped([*images, "sdf", "target"], dtype="float32", track_meta=True),
+        EnsureTyped([*images, "sdf", "target", *(["prior"] if prior else [])], dtype="float32", track_meta=True),
     ]
 
 
-# the network input, built after any random spatial transform so image and distances move together
-_CONCAT = ConcatItemsd(["image", "sdf"], name="input")
+def _concat(prior_levels: Sequence[float] | None) -> ConcatItemsd:
+    """The network input, built after any random spatial transform so all its channels move together."""
+    return ConcatItemsd(["image", "sdf", *(["prior"] if prior_levels else [])], name="input")
 
 
 def train_transforms(
@@ -95,6 +109,8 @@ def train_transforms(
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
+    prior_levels: Sequence[float] | None = None,
+    prior_sectors: int = 1,
 ) -> Compose:
     """Training chain: deterministic part (cacheable) + padding, random patches and L-R flips.
 
@@ -110,13 +126,18 @@ def train_transforms(
         n_constraints: length of the constraint vector.
         hu_min: CT value mapped to 0 (HU).
         hu_max: CT value mapped to 1 (HU).
+        prior_levels: the targets' prescribed doses; when given, the arc dose prior becomes the
+            last input channel(s).
+        prior_sectors: channels of the prior: 1 (the whole arc) or 3 (by the beams' entry side).
     """
     if not 0 <= pos_fraction <= 1:
         raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
-    keys = ["image", "sdf", "dose", "masks", "body", "target"]
+    keys = ["image", "sdf", "dose", "masks", "body", "target", *(["prior"] if prior_levels else [])]
     return Compose(
         [
-            *_deterministic(target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max),
+            *_deterministic(
+                target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
+            ),
             SpatialPadd(keys, spatial_size=tuple(patch_size)),
             # voxel indices of targets / background, computed once and cached with the volume
             FgBgToIndicesd("target", fg_postfix="_fg", bg_postfix="_bg"),
@@ -132,7 +153,7 @@ def train_transforms(
             ),
             RandFlipPairsd(keys, prob=flip_prob, spatial_axis=0, pairs=mirror_pairs, pair_keys=["sdf", "masks"]),
             DeleteItemsd(["target_fg", "target_bg"]),  # per-volume index lists do not batch
-            _CONCAT,
+            _concat(prior_levels),
         ]
     )
 
@@ -144,11 +165,14 @@ def val_transforms(
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
+    prior_levels: Sequence[float] | None = None,
+    prior_sectors: int = 1,
 ) -> Compose:
     """Validation chain: full volumes with dose (for sliding-window evaluation)."""
-    return Compose(
-        [*_deterministic(target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max), _CONCAT]
+    det = _deterministic(
+        target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
     )
+    return Compose([*det, _concat(prior_levels)])
 
 
 def inference_transforms(
@@ -158,8 +182,11 @@ def inference_transforms(
     n_constraints: int = 13,
     hu_min: float = HU_MIN,
     hu_max: float = HU_MAX,
+    prior_levels: Sequence[float] | None = None,
+    prior_sectors: int = 1,
 ) -> Compose:
     """Inference chain: like validation, without dose."""
-    return Compose(
-        [*_deterministic(target_channels, False, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max), _CONCAT]
+    det = _deterministic(
+        target_channels, False, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
     )
+    return Compose([*det, _concat(prior_levels)])

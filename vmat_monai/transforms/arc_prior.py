@@ -152,10 +152,11 @@ class ArcDosePrior(Transform):
             return F.avg_pool3d(v[None], kernel_size=f, stride=f, ceil_mode=True)[0]
 
         rho = pool((hu_to_density(ct) * body)[None])[0]
-        tg = pool(targets) > 0.5
+        share = pool(targets)  # fraction of each coarse voxel inside each target
+        tg = share > 0.5
         for i in range(tg.shape[0]):  # a target smaller than a coarse voxel still gets its voxel
             if not tg[i].any():
-                tg[i] = pool(targets[i : i + 1])[0] == pool(targets[i : i + 1])[0].max()
+                tg[i] = share[i] == share[i].max()
         bd = pool(body[None])[0] > 0.5
         k = int(np.argmax(self.levels[present]))
         comps = self._arcs(rho, tg, bd, csp, tg[k])  # (S, T, x, y, z)

@@ -27,6 +27,7 @@ from scipy import ndimage, optimize
 
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.geometry import Grid
+from vmat_monai.transforms.arc_prior import hu_to_density as _hu_to_density
 
 __all__ = [
     "DOSE_MODEL_VERSION",
@@ -104,10 +105,9 @@ class DoseResult:
 
 
 def hu_to_density(hu: np.ndarray) -> np.ndarray:
-    """Relative electron density from HU (bilinear calibration, water = 1)."""
-    hu = np.asarray(hu, dtype=np.float32)
-    rho = np.where(hu <= 0, 1.0 + hu / 1000.0, 1.0 + hu / 1950.0)
-    return np.clip(rho, 0.0, 2.5).astype(np.float32)
+    """Relative electron density from HU (bilinear calibration, water = 1): the arc dose prior's
+    calibration (:func:`vmat_monai.transforms.arc_prior.hu_to_density`), as float32 numpy."""
+    return _hu_to_density(torch.from_numpy(np.asarray(hu, dtype=np.float32))).numpy()
 
 
 def _gauss1d(sigma_px: float) -> torch.Tensor:

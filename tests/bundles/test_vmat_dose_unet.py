@@ -129,7 +129,8 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     _bundle("run", "training", *common, "--epochs", "1")
     ckpts = run / "checkpoints"
     assert (ckpts / "last.ckpt").exists() and list(ckpts.glob("best-*.ckpt"))
-    _bundle("run", "training", *common, "--epochs", "2", "--ckpt_path", "last")
+    _bundle("run", "training", *common, "--epochs", "2", "--ckpt_path", "last", "--cache", "disk")
+    assert list((run / "cache").glob("*.pt"))  # the disk cache lives in the run folder by default
     rows = (next(run.glob("csv/version_1/metrics.csv"))).read_text().splitlines()
     epochs = {line.split(",")[0] for line in rows[1:]}
     assert epochs == {"1"}  # the resumed run trained only the missing epoch

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vmat_monai.data.datasets import load_datalist, make_dataset, preset_kwargs
+from vmat_monai.data.datasets import chain_hashing, load_datalist, make_dataset, preset_kwargs
 from vmat_monai.structures import PROSTATE_SIB
 from vmat_monai.transforms import train_transforms, val_transforms
 
@@ -57,7 +57,7 @@ def test_validation_dataset_full_volume(converted, tmp_path):
 
 
 def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
-    """A chain with the arc dose prior must not read volumes cached by a chain without it."""
+    """A chain with the arc dose prior, or with another voxel size, must not read volumes cached by another."""
     out, _ = converted
     kw = preset_kwargs()
     plain = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0))
@@ -68,6 +68,13 @@ def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
     assert second["input"].shape[0] == 2 + PROSTATE_SIB.n_channels
     ptv = second["masks"][kw["target_channels"][0]] > 0
     assert float(second["prior"][0][ptv].median()) == pytest.approx(1.0, abs=1e-3)
+    # same transform classes, other parameters: another voxel size is another cache entry
+    coarse = val_transforms(kw["target_channels"], pixdim=(8.0, 8.0, 8.0))
+    third = make_dataset(out / "datalist.json", "training", coarse, cache="disk", cache_dir=tmp_path)[0]
+    assert all(a > b for a, b in zip(first["input"].shape[1:], third["input"].shape[1:], strict=True))
+    assert chain_hashing(plain.transforms) == chain_hashing(
+        val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0)).transforms
+    )  # but a rebuilt identical chain reads the cache
 
 
 def test_wrong_path_in_datalist_names_case_and_file(converted, tmp_path):

@@ -7,17 +7,21 @@ every epoch.
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
-from monai.data.utils import json_hashing
 from monai.transforms import Compose
 
 from vmat_monai.structures import StructureSet, get_structure_set
 
-__all__ = ["PATH_KEYS", "load_datalist", "make_dataset", "preset_kwargs"]
+__all__ = ["PATH_KEYS", "chain_hashing", "load_datalist", "make_dataset", "preset_kwargs"]
 
 PATH_KEYS = ("image", "dose", "masks", "body")
 SPLITS = ("training", "validation", "test", "inference")
@@ -82,9 +86,9 @@ def make_dataset(
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("cache='disk' needs cache_dir")
-        # the chain's hash is part of the key: a cache made by another chain (say without the
-        # arc dose prior) is never reused
-        return PersistentDataset(items, transform, cache_dir=str(cache_dir), hash_transform=json_hashing)
+        # the chain's hash (classes and parameters) is part of the key: a cache made by another
+        # chain (another voxel size, without the arc dose prior, ...) is never reused
+        return PersistentDataset(items, transform, cache_dir=str(cache_dir), hash_transform=chain_hashing)
     if cache == "none":
         return Dataset(items, transform)
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
@@ -102,3 +106,42 @@ def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dic
         "mirror_pairs": [(s.index(a), s.index(b)) for a, b in s.mirror_pairs],
         "n_constraints": len(layout_for(s)),
     }
+
+
+def _describe(obj: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
+    """A JSON-able description of a transform's class and parameters (no memory addresses)."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return str(obj.value)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return np.asarray(obj).tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist() if obj.numel() <= 256 else [list(obj.shape), float(obj.double().sum())]
+    if isinstance(obj, (torch.dtype, np.dtype, type)):
+        return str(obj)
+    if depth > 6 or id(obj) in seen:
+        return type(obj).__qualname__
+    seen = seen | {id(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _describe(v, depth + 1, seen) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (set, frozenset)):
+        return sorted(str(_describe(v, depth + 1, seen)) for v in obj)
+    if isinstance(obj, (list, tuple)):
+        return [_describe(v, depth + 1, seen) for v in obj]
+    if callable(obj) and not hasattr(obj, "__dict__"):
+        return getattr(obj, "__qualname__", type(obj).__qualname__)
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None:
+        return type(obj).__qualname__
+    # public attributes only: private ones hold run-time state (thread-locals, readers' caches)
+    params = _describe({k: v for k, v in attrs.items() if not k.startswith("_")}, depth + 1, seen)
+    return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", "params": params}
+
+
+def chain_hashing(transforms: Sequence[Any]) -> bytes:
+    """Cache key of a transform chain from its classes and their parameters (``hash_transform`` of
+    MONAI's ``PersistentDataset``; MONAI's ``json_hashing`` cannot serialise transforms and falls
+    back to their class names, so a chain with another voxel size would read the old cache)."""
+    dump = json.dumps(_describe(list(transforms)), sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(dump).hexdigest().encode()

@@ -4,7 +4,8 @@ Each encoder and decoder level, and a bottleneck at the deepest level, is two ``
 blocks (3×3×3, GroupNorm, SiLU) followed by FiLM: an MLP maps the constraint vector to a
 per-channel scale and shift for every level (``h * (1 + gamma) + beta``; zero-initialised, so
 training starts from the plain U-Net).
-The output passes through softplus, so dose is never negative.
+The output passes through softplus, so dose is never negative (``out_activation=None`` leaves
+it linear, for a correction added to a first guess: :class:`~vmat_monai.networks.PriorResidual`).
 
 Defaults are the original research model: 4 levels of 48/96/192/384 channels, 9 input channels
 (CT + 8 signed distances), 22 M parameters. :func:`cpu_conditioned_unet` is a faster
@@ -71,6 +72,7 @@ class ConditionedUNet(nn.Module):
         n_condition: length of the constraint vector.
         groups: GroupNorm groups.
         strided_stem: downsample by 2 in the first layer and upsample the output (faster on CPU).
+        out_activation: ``"softplus"`` (dose >= 0) or None (linear output).
     """
 
     def __init__(
@@ -82,10 +84,14 @@ class ConditionedUNet(nn.Module):
         n_condition: int = 13,
         groups: int = 8,
         strided_stem: bool = False,
+        out_activation: str | None = "softplus",
     ) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError("at least two levels are needed")
+        if out_activation not in ("softplus", None):
+            raise ValueError(f"out_activation must be 'softplus' or None, got {out_activation!r}")
+        self.out_activation = out_activation
         ch = list(channels)
         self.n_condition = n_condition
         self.stem = _block(spatial_dims, in_channels, ch[0], groups, stride=2) if strided_stem else None
@@ -129,11 +135,17 @@ class ConditionedUNet(nn.Module):
             h = self.dec[i](torch.cat([self.up[i](h), skips[i]], dim=1), c)
         if self.head_up is not None:
             h = self.head_up(h)
-        return nn.functional.softplus(self.head(h))
+        out = self.head(h)
+        return nn.functional.softplus(out) if self.out_activation == "softplus" else out
 
 
 def cpu_conditioned_unet(
-    in_channels: int = 9, n_condition: int = 13, channels: Sequence[int] = (16, 32, 64, 128)
+    in_channels: int = 9,
+    n_condition: int = 13,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    out_activation: str | None = "softplus",
 ) -> ConditionedUNet:
     """The CPU variant: strided first layer and narrower levels (same interface)."""
-    return ConditionedUNet(3, in_channels, 1, channels, n_condition, groups=8, strided_stem=True)
+    return ConditionedUNet(
+        3, in_channels, 1, channels, n_condition, groups=8, strided_stem=True, out_activation=out_activation
+    )

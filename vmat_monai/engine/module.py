@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Sequence
@@ -14,6 +13,8 @@ from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from pytorch_lightning.callbacks import Timer
 from torch import nn
+
+from vmat_monai.networks.conditioning import forward_conditioned, takes_constraints
 
 __all__ = ["DosePredictionModule", "dose_metrics", "time_cosine"]
 
@@ -77,7 +78,7 @@ class DosePredictionModule(pl.LightningModule):
         self.network = network
         self.loss = loss
         self._fit_start: float | None = None
-        self.film = len(inspect.signature(network.forward).parameters) >= 2
+        self.film = takes_constraints(network)
         self.inferer = SlidingWindowInferer(
             roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian"
         )
@@ -85,10 +86,7 @@ class DosePredictionModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         x = x.as_tensor() if isinstance(x, MetaTensor) else x  # plain tensors inside the network
         c = constraints.to(x.dtype).view(x.shape[0], -1)
-        if self.film:
-            return self.network(x, c)
-        channels = c.view(*c.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
-        return self.network(torch.cat([x, channels], dim=1))
+        return forward_conditioned(self.network, x, c, self.film)
 
     def predict_volume(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         """Full-volume prediction (dose / Rx) with the Gaussian-blended sliding window."""

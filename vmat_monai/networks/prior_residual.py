@@ -12,10 +12,10 @@ clipped at 0 (dose is never negative); in training it is not, so the loss sees t
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
+
+from vmat_monai.networks.conditioning import forward_conditioned, takes_constraints
 
 __all__ = ["PriorResidual"]
 
@@ -39,7 +39,7 @@ class PriorResidual(nn.Module):
         self.network = network
         self.prior_channels = int(prior_channels)
         self.gate = nn.Parameter(torch.zeros(()))
-        self._film = len(inspect.signature(network.forward).parameters) >= 2
+        self._film = takes_constraints(network)
 
     def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -50,10 +50,5 @@ class PriorResidual(nn.Module):
             raise ValueError(f"input has {x.shape[1]} channels, the prior alone takes {self.prior_channels}")
         prior = x[:, -self.prior_channels :].sum(dim=1, keepdim=True)
         c = torch.as_tensor(constraints, dtype=x.dtype, device=x.device).view(x.shape[0], -1)
-        if self._film:
-            delta = self.network(x, c)
-        else:
-            const = c.view(*c.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
-            delta = self.network(torch.cat([x, const], dim=1))
-        out = prior + self.gate * delta
+        out = prior + self.gate * forward_conditioned(self.network, x, c, self._film)
         return out if self.training else out.clamp_min(0.0)

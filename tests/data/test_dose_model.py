@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, generate_cohort, plan_inputs
+from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, _draw_case, generate_cohort, plan_inputs
 from vmat_monai.data.synthetic.dose_model import DOSE_MODEL_VERSION, ArcModel, angle_modulation, compute_plan_dose
 from vmat_monai.geometry import Grid
 from vmat_monai.metrics.gamma import GammaOptions, gamma, pass_rate
@@ -51,6 +51,24 @@ def test_plan_dose_is_determined_by_its_inputs():
     assert np.abs(a - b)[body].mean() < 0.3
     axes = [np.arange(n) * s for n, s in zip(a.shape, grid.spacing[::-1], strict=True)]
     assert pass_rate(gamma(axes, a, axes, b, GammaOptions())) >= 99.0
+
+
+def test_an_uncontoured_organ_is_not_spared():
+    """A structure missing from the structure set is not in the plan's objectives: the network sees
+    no such channel, so the plan must not depend on it (seed 3, patient 1 has no Femur_L contour)."""
+    settings = CohortSettings.tiny()
+    density, masks, grid, goals = plan_inputs(1, 3, settings)
+    assert "Femur_L" not in masks and "Femur_R" in masks
+    femur_l = _draw_case(1, 3, settings, None).masks_dose_grid["Femur_L"]  # the phantom still has the bone
+    model = ArcModel(n_angles=settings.n_angles)
+    plan = compute_plan_dose(density, masks, grid, goals, np.random.default_rng(1), model).dose_gy
+    spared = compute_plan_dose(
+        density, dict(masks, Femur_L=femur_l), grid, goals, np.random.default_rng(1), model
+    ).dose_gy
+    # sparing it would have lowered its mean dose (about 30 -> 26 Gy); the contoured right head,
+    # the only femur objective now, gets about 9 Gy less than the uncontoured left one
+    assert plan[femur_l].mean() > spared[femur_l].mean() + 2.0
+    assert plan[femur_l].mean() > plan[masks["Femur_R"]].mean() + 5.0
 
 
 def test_resume_regenerates_cases_of_an_older_dose_model(tmp_path):

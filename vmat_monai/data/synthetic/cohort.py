@@ -179,6 +179,12 @@ class _Draw:
     hu_dose_grid: np.ndarray
     masks_dose_grid: dict[str, np.ndarray]
 
+    @property
+    def planned_masks(self) -> dict[str, np.ndarray]:
+        """The masks the planner optimises with, on the dose grid: only contoured structures (a
+        structure missing from the RTSTRUCT is not spared, as no planner can spare what is not drawn)."""
+        return {k: v for k, v in self.masks_dose_grid.items() if k not in self.missing}
+
 
 def _draw_case(index: int, seed: int, settings: CohortSettings, goals: dict[str, float] | None) -> _Draw:
     ppp = max(int(settings.plans_per_patient), 1)
@@ -229,7 +235,7 @@ def plan_inputs(
     """What the dose model plans case ``index`` of the cohort ``seed`` from, without writing anything:
     relative electron density and masks on the dose grid (Z, Y, X), the dose grid, the goals."""
     d = _draw_case(index, seed, settings, goals)
-    return hu_to_density(d.hu_dose_grid), d.masks_dose_grid, d.dgrid, ConstraintVector.from_goals(d.goals)
+    return hu_to_density(d.hu_dose_grid), d.planned_masks, d.dgrid, ConstraintVector.from_goals(d.goals)
 
 
 def generate_case(
@@ -257,7 +263,7 @@ def generate_case(
     ppp, patient, variant, params, drawn = d.plans_per_patient, d.patient, d.variant, d.params, d.goals
     present, names, helper_names, helpers = d.present, d.names, d.helper_names, d.helpers
     ct, hu, masks, dgrid, missing = d.ct, d.hu, d.masks, d.dgrid, d.missing
-    hu_d, masks_d = d.hu_dose_grid, d.masks_dose_grid
+    hu_d, masks_d = d.hu_dose_grid, d.planned_masks
     plan_goals = ConstraintVector.from_goals(drawn)
     res = compute_plan_dose(
         hu_to_density(hu_d),

@@ -38,8 +38,9 @@ __all__ = [
     "hu_to_density",
 ]
 
-DOSE_MODEL_VERSION = 2
-"""Bumped when the model changes the dose of a given seed (2: MU over the arc from the anatomy)."""
+DOSE_MODEL_VERSION = 3
+"""Bumped when the model changes the dose of a given seed (2: MU over the arc from the anatomy;
+3: structures missing from the structure set are not spared)."""
 
 ORGAN_SPLIT = ("Rectum", "Bladder", "Femur")
 """Organs whose crossing rays get their own weight, in priority order."""

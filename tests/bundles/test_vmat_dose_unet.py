@@ -129,6 +129,13 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     _bundle("run", "training", *common, "--epochs", "1")
     ckpts = run / "checkpoints"
     assert (ckpts / "last.ckpt").exists() and list(ckpts.glob("best-*.ckpt"))
+    # the FiLM network standardises the goals with the training cases' statistics, kept in the checkpoint
+    import torch
+
+    state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    train_vectors = torch.tensor([e["constraints"] for e in json.loads(bundle_data.read_text())["training"]])
+    assert bool(state["network.condition_fitted"])
+    torch.testing.assert_close(state["network.condition_mean"], train_vectors.mean(0))
     _bundle("run", "training", *common, "--epochs", "2", "--ckpt_path", "last", "--cache", "disk")
     assert list((run / "cache").glob("*.pt"))  # the disk cache lives in the run folder by default
     rows = (next(run.glob("csv/version_1/metrics.csv"))).read_text().splitlines()

@@ -43,3 +43,36 @@ def test_bad_constraint_shape_is_reported():
     net = ConditionedUNet(3, 2, 1, channels=(8, 16))
     with pytest.raises(ValueError, match=r"constraints must be \(batch, 13\)"):
         net(torch.randn(1, 2, 8, 8, 8), torch.rand(13))
+
+
+def test_constraints_are_standardised_with_the_training_statistics():
+    torch.manual_seed(0)
+    net = ConditionedUNet(3, 2, 1, channels=(8, 16), n_condition=3)
+    x, c = torch.randn(1, 2, 8, 8, 8), torch.tensor([[1.0, 0.10, 0.5]])
+    for level in [*net.enc, net.bottleneck, *net.dec]:  # a FiLM that sees the vector
+        torch.nn.init.normal_(level.film.mlp[-1].weight, std=0.1)
+    with torch.no_grad():
+        before = net(x, c)
+    # entry 0 constant (centred only), entry 1 spans 0.05-0.15 (sd 0.05), entry 2 sd 0.001 (floored)
+    train = torch.tensor([[1.0, 0.05, 0.499], [1.0, 0.15, 0.501]])
+    net.set_condition_statistics(train)
+    torch.testing.assert_close(net.condition_mean, torch.tensor([1.0, 0.10, 0.5]))
+    torch.testing.assert_close(net.condition_scale, torch.tensor([1.0, 20.0, 100.0]))
+    assert bool(net.condition_fitted)
+    # a checkpoint carries the statistics; one written before they existed loads as identity
+    fresh = ConditionedUNet(3, 2, 1, channels=(8, 16), n_condition=3)
+    fresh.load_state_dict(net.state_dict())
+    torch.testing.assert_close(fresh.condition_scale, net.condition_scale)
+    plain = ConditionedUNet(3, 2, 1, channels=(8, 16), n_condition=3)
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("condition_")})
+    assert not bool(plain.condition_fitted) and torch.equal(plain.condition_scale, torch.ones(3))
+    with torch.no_grad():
+        after = net(x, c)
+        # the MLPs see (c - mean) * scale: the same weights fed the standardised vector agree
+        torch.testing.assert_close(after, plain(x, torch.tensor([[0.0, 0.0, 0.0]])))
+        torch.testing.assert_close(net(x, torch.tensor([[1.0, 0.15, 0.5]])), plain(x, torch.tensor([[0.0, 1.0, 0.0]])))
+    assert not torch.allclose(before, after)
+    with pytest.raises(ValueError, match=r"\(N > 0, 3\)"):
+        net.set_condition_statistics(torch.ones(2, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        net.set_condition_statistics(torch.tensor([[1.0, float("nan"), 0.5]]))

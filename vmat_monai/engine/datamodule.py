@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from monai.data import DataLoader, list_data_collate
 
-from vmat_monai.data.datasets import make_dataset, preset_kwargs
+from vmat_monai.data.datasets import load_datalist, make_dataset, preset_kwargs
 from vmat_monai.transforms import train_transforms, val_transforms
 
 __all__ = ["DoseDataModule"]
@@ -81,6 +81,23 @@ class DoseDataModule(pl.LightningDataModule):
                 prior_sectors=self.prior_sectors,
             )
             self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
+
+    def training_constraints(self) -> torch.Tensor:
+        """The training cases' constraint vectors, (N, K), from the datalist."""
+        items = load_datalist(self.datalist, "training")
+        if not items:
+            raise ValueError(f"{self.datalist}: no training cases")
+        k = self.kw["n_constraints"]
+        vectors = []
+        for item in items:
+            vec = item.get("constraints")
+            if vec is None or len(vec) != k:
+                raise ValueError(
+                    f"{self.datalist}: case {item.get('case_id', '?')} has no constraint vector of length {k}; "
+                    "run vmat-monai convert again to rebuild the datalist"
+                )
+            vectors.append([float(v) for v in vec])
+        return torch.tensor(vectors, dtype=torch.float64)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(

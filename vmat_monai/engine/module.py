@@ -127,6 +127,22 @@ class DosePredictionModule(pl.LightningModule):
             self.log("val_abs_d95_error_gy", abs(metrics["d95_error_gy"]), batch_size=1, sync_dist=True)
         return metrics
 
+    def on_fit_start(self) -> None:
+        """Give FiLM networks the training set's constraint statistics, once: a resumed or
+        fine-tuned run keeps the statistics its weights were trained with."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "training_constraints"):
+            return
+        todo = [
+            m
+            for m in self.network.modules()
+            if hasattr(m, "set_condition_statistics") and not bool(getattr(m, "condition_fitted", True))
+        ]
+        if todo:
+            vectors = datamodule.training_constraints()
+            for m in todo:
+                m.set_condition_statistics(vectors)
+
     def configure_optimizers(self) -> dict[str, Any]:
         opt = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay

@@ -7,6 +7,13 @@ training starts from the plain U-Net).
 The output passes through softplus, so dose is never negative (``out_activation=None`` leaves
 it linear, for a correction added to a first guess: :class:`~vmat_monai.networks.PriorResidual`).
 
+The constraint vector is standardised before the MLPs with the training set's per-entry mean
+and standard deviation, which the network stores as buffers (so a checkpoint carries them):
+a goal whose values span 0.05–0.15 would otherwise move the MLP's input by a few hundredths and
+its effect would take many more steps to learn. The Lightning module sets them once, at the
+start of the first fit (:meth:`ConditionedUNet.set_condition_statistics`); until then the
+vector is used as it is.
+
 Defaults are the original research model: 4 levels of 48/96/192/384 channels, 9 input channels
 (CT + 8 signed distances), 22 M parameters. :func:`cpu_conditioned_unet` is a faster
 variant: a strided first layer (the network works at half resolution) and narrower levels.
@@ -112,6 +119,35 @@ class ConditionedUNet(nn.Module):
         )
         self.head_up = UpSample(spatial_dims, ch[0], ch[0], scale_factor=2, mode="deconv") if strided_stem else None
         self.head = Convolution(spatial_dims, ch[0], out_channels, kernel_size=1, conv_only=True)
+        self.register_buffer("condition_mean", torch.zeros(n_condition))
+        self.register_buffer("condition_scale", torch.ones(n_condition))
+        self.register_buffer("condition_fitted", torch.zeros((), dtype=torch.bool))
+
+    def set_condition_statistics(self, vectors: torch.Tensor, min_std: float = 0.01) -> None:
+        """Standardise the constraints with the mean and standard deviation of ``vectors``
+        ((N, K), the training cases' constraint vectors). An entry constant over the training set
+        is only centred; other standard deviations are floored at ``min_std`` (vector units)."""
+        v = torch.as_tensor(vectors, dtype=torch.float64)
+        if v.ndim != 2 or v.shape[1] != self.n_condition or v.shape[0] == 0:
+            raise ValueError(f"constraint vectors must be (N > 0, {self.n_condition}), got {tuple(v.shape)}")
+        if not torch.isfinite(v).all():
+            raise ValueError("constraint vectors contain NaN or infinite values")
+        std = v.std(dim=0, unbiased=False)
+        scale = torch.where(std < 1e-6, torch.ones_like(std), 1.0 / std.clamp_min(min_std))
+        self.condition_mean.copy_(v.mean(dim=0).to(self.condition_mean))
+        self.condition_scale.copy_(scale.to(self.condition_scale))
+        self.condition_fitted.fill_(True)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # checkpoints written before the standardisation existed: use the vector as it is
+        identity = {
+            "condition_mean": torch.zeros_like(self.condition_mean),
+            "condition_scale": torch.ones_like(self.condition_scale),
+            "condition_fitted": torch.zeros_like(self.condition_fitted),
+        }
+        for name, value in identity.items():
+            state_dict.setdefault(prefix + name, value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -122,7 +158,7 @@ class ConditionedUNet(nn.Module):
             constraints = torch.as_tensor(constraints, dtype=x.dtype, device=x.device)
         if constraints.ndim != 2 or constraints.shape[1] != self.n_condition:
             raise ValueError(f"constraints must be (batch, {self.n_condition}), got {tuple(constraints.shape)}")
-        c = constraints.to(x.dtype)
+        c = (constraints.to(x.dtype) - self.condition_mean.to(x.dtype)) * self.condition_scale.to(x.dtype)
         h = self.stem(x) if self.stem is not None else x
         skips = []
         for i, level in enumerate(self.enc):

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from vmat_monai.engine.bundle import config_files
-from vmat_monai.pipeline import TRAINING_RECORD, train_bounded
+from vmat_monai.pipeline import TRAINING_RECORD, recorded_config, train_bounded
 
 
-def _finished(out: Path, digest: str) -> Path:
+def _finished(out: Path, digest: str, variant: str = "cpu") -> Path:
     ckpt = out / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"weights")
-    record = {"summary": "15.0 min wall, 30 epochs", "variant": "cpu", "minutes": 15, "config_sha256": digest}
+    record = {"summary": "15.0 min wall, 30 epochs", "variant": variant, "minutes": 15, "config_sha256": digest}
     (out / TRAINING_RECORD).write_text(json.dumps(record))
     return ckpt
 
@@ -33,3 +33,30 @@ def test_training_with_a_changed_configuration_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match=r"another version of the 'cpu' configuration.*--fresh"):
         train_bounded(tmp_path / "datalist.json", tmp_path / "model", 15, "cpu")
     assert ckpt.read_bytes() == b"weights"  # nothing lost
+
+
+def test_training_with_another_config_names_the_one_it_was_trained_with(tmp_path):
+    digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_files("train", "cpu"))).hexdigest()
+    ckpt = _finished(tmp_path / "model", digest, "cpu")
+    with pytest.raises(RuntimeError, match=r"trained with --config cpu, not cpu,residual: pass --config cpu.*--fresh"):
+        train_bounded(tmp_path / "datalist.json", tmp_path / "model", 15, "cpu,residual")
+    assert ckpt.read_bytes() == b"weights"
+
+
+def test_a_checkpoint_names_its_config_through_the_training_record(tmp_path, monkeypatch):
+    lever = tmp_path / "levers" / "mine.json"
+    lever.parent.mkdir()
+    lever.write_text("{}")
+    out = tmp_path / "model"
+
+    def fake_training(cmd, check, cwd):  # stands in for `monai.bundle run training`
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+
+    monkeypatch.setattr("vmat_monai.pipeline.subprocess.run", fake_training)
+    monkeypatch.chdir(tmp_path)
+    ckpt = train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual,levers/mine.json")
+    monkeypatch.chdir(tmp_path / "levers")  # predicting from another folder: the JSON path was recorded absolute
+    assert recorded_config(ckpt) == f"cpu,residual,{lever.resolve()}"
+    assert config_files("inference", recorded_config(ckpt))[-1] == str(lever.resolve())
+    assert recorded_config(tmp_path / "elsewhere" / "last.ckpt") is None

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+MAIN_CONFIG = "cpu,residual"  # the main job's bundle overrides (docs/BENCHMARKS.md, run K)
+DEFAULT_PREDICT_CONFIG = "cpu"  # predict, for a checkpoint without a training record
+
 
 class UserError(Exception):
     """A problem with the user's input, reported on one line without a traceback."""
@@ -228,11 +231,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bundle import predictor_from_bundle
+    from vmat_monai.pipeline import recorded_config
 
     config = {"dose_prior": 0} if getattr(args, "no_dose_prior", False) else None
     try:
+        variant = args.config
+        if variant is None:
+            variant = recorded_config(args.ckpt) or DEFAULT_PREDICT_CONFIG
+            print(f"predict: --config {variant} (the checkpoint's training record, else the default)", flush=True)
         return predictor_from_bundle(
-            args.ckpt, args.config, config, constraint_overrides=overrides or {}, device=args.device, **kwargs
+            args.ckpt, variant, config, constraint_overrides=overrides or {}, device=args.device, **kwargs
         )
     except (FileNotFoundError, KeyError, RuntimeError) as exc:
         raise UserError(str(exc).strip('"')) from None
@@ -421,7 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", required=True, help="datalist.json, case folder, folder of case folders, or DICOM-RT")
     r.add_argument("--out", required=True, help="output folder (<case_id>/dose_pred.nii.gz)")
     r.add_argument("--split", default="test", help="datalist split to predict (default test)")
-    r.add_argument("--config", default="cpu", help="bundle config the checkpoint was trained with (cpu, default, JSON)")
+    r.add_argument(
+        "--config",
+        default=None,
+        help="bundle configs the checkpoint was trained with, comma-separated (cpu, residual, openkbp, default, JSON); "
+        f"default: the ones in the training.json beside a main-job checkpoint, else {DEFAULT_PREDICT_CONFIG}",
+    )
     r.add_argument(
         "--constraint",
         action="append",
@@ -451,7 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--train-minutes", type=float, default=15.0, help="training time budget, minutes (default 15; 0: data only)"
     )
-    m.add_argument("--config", default="cpu", help="bundle config override: cpu (default), default, or a JSON file")
+    m.add_argument(
+        "--config",
+        default=MAIN_CONFIG,
+        help=f"bundle config overrides, comma-separated: bundle config names (cpu, residual, default) or JSON files "
+        f"(default {MAIN_CONFIG})",
+    )
     m.set_defaults(func=_cmd_main)
     return p
 

@@ -20,9 +20,30 @@ import numpy as np
 from vmat_monai.atomic import write_text_atomic
 from vmat_monai.engine.bundle import bundle_dir, config_files
 
-__all__ = ["predict_held_out", "train_bounded", "what_if"]
+__all__ = ["predict_held_out", "recorded_config", "train_bounded", "what_if"]
 
 TRAINING_RECORD = "training.json"
+
+
+def _record_variant(variant: str) -> str:
+    """``variant`` with its JSON files made absolute, so the record works from any folder."""
+    parts = [v.strip() for v in variant.split(",") if v.strip()]
+    return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in parts)
+
+
+def recorded_config(ckpt_path: str | Path) -> str | None:
+    """The ``--config`` a checkpoint of :func:`train_bounded` was trained with, from the ``training.json``
+    beside its ``checkpoints`` folder; None when there is no record (e.g. a bundle run of your own)."""
+    ckpt = Path(ckpt_path)
+    for folder in (ckpt.parent, ckpt.parent.parent):
+        record = folder / TRAINING_RECORD
+        if record.is_file():
+            try:
+                variant = json.loads(record.read_text()).get("variant")
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"{record} is unreadable ({exc}); pass --config explicitly") from None
+            return str(variant) if variant else None
+    return None
 
 
 def train_bounded(
@@ -45,6 +66,11 @@ def train_bounded(
     digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_paths)).hexdigest()
     if record.is_file() and ckpt.is_file() and not fresh:
         done = json.loads(record.read_text())
+        if done.get("variant") not in (None, variant, _record_variant(variant)):
+            raise RuntimeError(
+                f"{ckpt} was trained with --config {done['variant']}, not {variant}: pass --config "
+                f"{done['variant']} to reuse it, or --fresh to train again with {variant}"
+            )
         if done.get("config_sha256") != digest:  # a record without it predates the check: older configs
             raise RuntimeError(
                 f"{ckpt} was trained with another version of the {variant!r} configuration (the bundle's configs "
@@ -91,7 +117,7 @@ def train_bounded(
         lines = metrics[-1].read_text().splitlines()
         epochs = len({line.split(",")[0] for line in lines[1:]})
     summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
-    done = {"summary": summary, "variant": variant, "minutes": minutes, "config_sha256": digest}
+    done = {"summary": summary, "variant": _record_variant(variant), "minutes": minutes, "config_sha256": digest}
     write_text_atomic(record, json.dumps(done, indent=2))
     return ckpt
 

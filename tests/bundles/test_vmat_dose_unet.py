@@ -107,6 +107,26 @@ def test_verify_net_in_out():
     assert "verified with no error" in out.stdout + out.stderr
 
 
+def test_residual_override_wraps_either_network_for_training_and_inference():
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files
+    from vmat_monai.networks import PriorResidual
+
+    def network(base: str, variant: str):
+        parser = ConfigParser()
+        parser.read_config(config_files(base, variant))
+        return parser.get_parsed_content("network")
+
+    for variant in ("cpu,residual", "residual"):  # the CPU network and the default one
+        train, infer = network("train", variant), network("inference", variant)
+        assert isinstance(train, PriorResidual) and train.network.out_activation is None
+        assert train.state_dict().keys() == infer.state_dict().keys()  # a training checkpoint loads for inference
+    with pytest.raises(RuntimeError, match="PriorResidual") as err:  # stacked before the network's config
+        network("train", "residual,cpu")
+    assert "linear output" in str(err.value.__cause__)
+
+
 @pytest.fixture(scope="module")
 def bundle_data(converted, tmp_path_factory):
     """A datalist of the tiny converted cohort with a validation and a test case."""
@@ -195,7 +215,12 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
 
     base = ["predict", "--ckpt", str(ckpts / "last.ckpt"), "--config", str(tmp_path / "tiny.json")]
     base += ["--source", str(bundle_data), "--device", "cpu"]
-    assert cli([*base, "--out", str(tmp_path / "own")]) == 0
+    # without --config: the one in the training record beside the checkpoints (as the main job writes it)
+    (run / "training.json").write_text(json.dumps({"variant": str(tmp_path / "tiny.json")}))
+    capsys.readouterr()
+    unnamed = [b for b in base if b not in ("--config", str(tmp_path / "tiny.json"))]
+    assert cli([*unnamed, "--out", str(tmp_path / "own")]) == 0
+    assert f"--config {tmp_path / 'tiny.json'}" in capsys.readouterr().out
     assert cli([*base, "--out", str(tmp_path / "tight"), "--constraint", "rectum_V70=0.01"]) == 0
     cid = test_case["case_id"]
     rec = json.loads((tmp_path / "tight" / cid / "prediction.json").read_text())

@@ -88,3 +88,17 @@ def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
         load_network_weights(ConditionedUNet(3, 9, 1, channels=(8, 16)), tmp_path / "m.ckpt")
     with pytest.raises(FileNotFoundError, match="train first"):
         load_network_weights(other, tmp_path / "missing.ckpt")
+
+
+def test_checkpoint_of_the_other_network_variant_names_the_config_to_use(tmp_path):
+    from vmat_monai.engine.predict import load_network_weights
+    from vmat_monai.networks import PriorResidual
+
+    plain = ConditionedUNet(3, 10, 1, channels=(8, 16))
+    residual = PriorResidual(ConditionedUNet(3, 10, 1, channels=(8, 16), out_activation=None))
+    for net, name in ((plain, "plain.ckpt"), (residual, "residual.ckpt")):
+        torch.save({"state_dict": {f"network.{k}": v for k, v in net.state_dict().items()}}, tmp_path / name)
+    with pytest.raises(RuntimeError, match=r"holds a PriorResidual network.*add `residual` to --config"):
+        load_network_weights(ConditionedUNet(3, 10, 1, channels=(8, 16)), tmp_path / "residual.ckpt")
+    with pytest.raises(RuntimeError, match=r"holds a plain network.*drop `residual`"):
+        load_network_weights(residual, tmp_path / "plain.ckpt")

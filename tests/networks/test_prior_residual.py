@@ -47,3 +47,8 @@ def test_without_a_prior_channel_is_refused():
         PriorResidual(cpu_conditioned_unet(9, 13, out_activation=None), 0)
     with pytest.raises(ValueError, match="out_activation"):
         ConditionedUNet(out_activation="relu")
+
+
+def test_a_non_linear_output_is_refused():
+    with pytest.raises(ValueError, match=r"linear output.*configs/residual\.json"):
+        PriorResidual(cpu_conditioned_unet(9, 13), 1)  # softplus: corrections could never be negative

@@ -110,6 +110,34 @@ def test_arc_dose_prior_is_the_last_input_channel_and_moves_with_the_masks(case)
     np.testing.assert_allclose(np.asarray(v3["input"][-3:]).sum(axis=0), np.asarray(v["prior"][0]), atol=1e-4)
 
 
+def test_rotation_turns_every_channel_together_about_the_long_axis(case):
+    """Same seed with and without rotation: same crops and flips (each transform draws from its own
+    stream), so the marker must keep its axial slice and its distance from the patch centre."""
+    kw = {"patch_size": (24, 24, 24), "num_samples": 3, "pixdim": (2.5, 2.5, 2.5), "sdf_margin_mm": 20}
+    plain, turned = train_transforms(TARGETS, PAIRS, **kw), train_transforms(TARGETS, PAIRS, rotate_deg=40, **kw)
+    centre = np.array([11.5, 11.5])
+    moved = 0
+    for seed in range(5):
+        plain.set_random_state(seed)
+        turned.set_random_state(seed)
+        for a, b in zip(plain(dict(case)), turned(dict(case)), strict=True):
+            if float(a["input"][0].max()) < 0.9 or float(b["input"][0].max()) < 0.5:
+                continue  # the marker is outside the patch (or turned out of it)
+            pa, pb = np.array(_argmax(a["input"][:1])), np.array(_argmax(b["input"][:1]))
+            assert pb[2] == pa[2]  # same axial slice: the turn is about the S-I axis
+            ra, rb = np.linalg.norm(pa[:2] - centre), np.linalg.norm(pb[:2] - centre)
+            assert abs(ra - rb) <= 1.5
+            assert np.abs(np.array(_argmax(b["dose"])) - pb).max() <= 1  # dose turned with the CT
+            moved += int(ra > 3 and np.abs(pb - pa).max() >= 1)
+            # masks (nearest) and distances (trilinear) stay consistent: inside <=> negative distance
+            m, sdf = np.asarray(b["masks"][PAIRS[0][1]]) > 0, np.asarray(b["input"][1 + PAIRS[0][1]])
+            if m.sum() > 20:
+                assert ((sdf < 0) == m).mean() > 0.97
+    assert moved > 0
+    with pytest.raises(ValueError, match="rotate_deg"):
+        train_transforms(TARGETS, PAIRS, rotate_deg=-5)
+
+
 def test_left_right_flip_after_ras_keeps_channel_meaning(case):
     """Femur_L (small) sits at the patient's left = negative RAS x = low index on axis 0."""
     d = val_transforms(TARGETS, pixdim=(2.5, 2.5, 2.5))(dict(case))

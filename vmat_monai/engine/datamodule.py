@@ -32,6 +32,8 @@ class DoseDataModule(pl.LightningDataModule):
         dose_prior: channels of the arc dose prior appended to the input: 0 (none), 1 (the whole
             arc) or 3 (by the beams' entry side); the network needs ``1 + C + dose_prior`` input
             channels (see vmat_monai.transforms.arc_prior).
+        rotate_deg: random rotation of each training patch about the S-I axis, up to ± this many
+            degrees (0: none; see :func:`~vmat_monai.transforms.train_transforms`).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class DoseDataModule(pl.LightningDataModule):
         cache_dir: str | Path | None = None,
         pos_fraction: float = 2 / 3,
         dose_prior: int = 0,
+        rotate_deg: float = 0.0,
     ) -> None:
         super().__init__()
         self.datalist = Path(datalist)
@@ -56,6 +59,7 @@ class DoseDataModule(pl.LightningDataModule):
         self.cache, self.cache_dir, self.pos_fraction = cache, cache_dir, pos_fraction
         self.prior_levels = self.kw["target_levels"] if dose_prior else None
         self.prior_sectors = int(dose_prior) or 1
+        self.rotate_deg = float(rotate_deg)
         self.train_ds = self.val_ds = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -70,6 +74,7 @@ class DoseDataModule(pl.LightningDataModule):
                 n_constraints=self.kw["n_constraints"],
                 prior_levels=self.prior_levels,
                 prior_sectors=self.prior_sectors,
+                rotate_deg=self.rotate_deg,
             )
             self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
         if self.val_ds is None and stage in (None, "fit", "validate"):

@@ -39,11 +39,20 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     try:
         network.load_state_dict(net_state)
     except RuntimeError as err:
+        residual_ckpt, residual_net = "gate" in net_state, "gate" in network.state_dict()
+        hint = ""
+        if residual_ckpt != residual_net:
+            hint = (
+                "It holds a PriorResidual network (correction to the arc dose prior): add `residual` to --config "
+                "(bundle: stack configs/residual.json). "
+                if residual_ckpt
+                else "It holds a plain network, not a PriorResidual one: drop `residual` from --config. "
+            )
         raise RuntimeError(
-            f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... Use the configuration it "
-            "was trained with (network channels, structure set, and `dose_prior`: a network trained with the arc "
-            "dose prior has 1 or 3 input channels more; for a checkpoint trained without it pass `--dose_prior 0` "
-            "to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
+            f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... {hint}Use the "
+            "configuration it was trained with (network variant and channels, structure set, and `dose_prior`: a "
+            "network trained with the arc dose prior has 1 or 3 input channels more; for a checkpoint trained "
+            "without it pass `--dose_prior 0` to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
         ) from err
     return network
 

@@ -36,6 +36,12 @@ class PriorResidual(nn.Module):
                 f"PriorResidual needs the arc dose prior in the input (prior_channels >= 1, got {prior_channels}): "
                 "set `dose_prior` to 1 or 3, or use the network without the residual wrapper"
             )
+        if getattr(network, "out_activation", None) is not None:
+            raise ValueError(
+                f"PriorResidual needs a network with a linear output (its correction can be negative), got "
+                f"out_activation={network.out_activation!r}: set `out_activation` to null (bundle: stack "
+                "configs/residual.json after the network's config)"
+            )
         self.network = network
         self.prior_channels = int(prior_channels)
         self.gate = nn.Parameter(torch.zeros(()))

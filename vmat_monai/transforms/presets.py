@@ -26,6 +26,7 @@ relative to the primary target (median 1 there), in ``prior_sectors`` channels (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from monai.transforms import (
@@ -38,6 +39,7 @@ from monai.transforms import (
     LoadImaged,
     Orientationd,
     RandCropByPosNegLabeld,
+    RandRotated,
     ScaleIntensityRanged,
     Spacingd,
     SpatialPadd,
@@ -111,8 +113,10 @@ def train_transforms(
     hu_max: float = HU_MAX,
     prior_levels: Sequence[float] | None = None,
     prior_sectors: int = 1,
+    rotate_deg: float = 0.0,
 ) -> Compose:
-    """Training chain: deterministic part (cacheable) + padding, random patches and L-R flips.
+    """Training chain: deterministic part (cacheable) + padding, random patches, L-R flips and
+    (optionally) rotations about the patient's long axis.
 
     Args:
         target_channels: mask channels of the targets (patch centres favour them).
@@ -129,10 +133,30 @@ def train_transforms(
         prior_levels: the targets' prescribed doses; when given, the arc dose prior becomes the
             last input channel(s).
         prior_sectors: channels of the prior: 1 (the whole arc) or 3 (by the beams' entry side).
+        rotate_deg: largest rotation of a patch in the axial plane (about the S-I axis), degrees,
+            drawn uniformly in ±``rotate_deg`` for every patch; 0 (default) turns it off. Every
+            channel and the dose turn together (a full arc turns with the patient); masks
+            nearest-neighbour, the rest trilinear, the patch's edge values fill the corners.
     """
     if not 0 <= pos_fraction <= 1:
         raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
+    if not 0 <= rotate_deg <= 180:
+        raise ValueError(f"rotate_deg must be in [0, 180] degrees, got {rotate_deg}")
     keys = ["image", "sdf", "dose", "masks", "body", "target", *(["prior"] if prior_levels else [])]
+    nearest = {"masks", "body", "target"}
+    rotate = (
+        [
+            RandRotated(
+                keys,
+                range_z=math.radians(rotate_deg),  # about the third (S-I) axis after Orientationd("RAS")
+                prob=1.0,
+                mode=["nearest" if k in nearest else "bilinear" for k in keys],
+                padding_mode="border",
+            )
+        ]
+        if rotate_deg > 0
+        else []
+    )
     return Compose(
         [
             *_deterministic(
@@ -152,6 +176,7 @@ def train_transforms(
                 bg_indices_key="target_bg",
             ),
             RandFlipPairsd(keys, prob=flip_prob, spatial_axis=0, pairs=mirror_pairs, pair_keys=["sdf", "masks"]),
+            *rotate,
             DeleteItemsd(["target_fg", "target_bg"]),  # per-volume index lists do not batch
             _concat(prior_levels),
         ]

@@ -41,6 +41,10 @@ def test_training_with_another_config_names_the_one_it_was_trained_with(tmp_path
     with pytest.raises(RuntimeError, match=r"trained with --config cpu, not cpu,residual: pass --config cpu.*--fresh"):
         train_bounded(tmp_path / "datalist.json", tmp_path / "model", 15, "cpu,residual")
     assert ckpt.read_bytes() == b"weights"
+    stale = _finished(tmp_path / "stale", "0" * 64, "cpu")  # its configs changed since: only --fresh helps
+    with pytest.raises(RuntimeError, match=r"trained with --config cpu, not cpu,residual: --fresh") as err:
+        train_bounded(tmp_path / "datalist.json", tmp_path / "stale", 15, "cpu,residual")
+    assert "to reuse it" not in str(err.value) and stale.read_bytes() == b"weights"
 
 
 def test_a_checkpoint_names_its_config_through_the_training_record(tmp_path, monkeypatch):

@@ -31,6 +31,11 @@ def _record_variant(variant: str) -> str:
     return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in parts)
 
 
+def _configs_digest(variant: str) -> str:
+    """SHA-256 of the training configs' contents (train.json + ``variant``)."""
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_files("train", variant))).hexdigest()
+
+
 def recorded_config(ckpt_path: str | Path) -> str | None:
     """The ``--config`` a checkpoint of :func:`train_bounded` was trained with, from the ``training.json``
     beside its ``checkpoints`` folder; None when there is no record (e.g. a bundle run of your own)."""
@@ -62,14 +67,18 @@ def train_bounded(
     """
     ckpt = out_dir / "checkpoints" / "last.ckpt"
     record = out_dir / TRAINING_RECORD
-    config_paths = config_files("train", variant)
-    digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_paths)).hexdigest()
+    digest = _configs_digest(variant)
     if record.is_file() and ckpt.is_file() and not fresh:
         done = json.loads(record.read_text())
         if done.get("variant") not in (None, variant, _record_variant(variant)):
+            try:  # advise reusing it only when its configs are still the ones it was trained with
+                same = _configs_digest(done["variant"]) == done.get("config_sha256")
+            except FileNotFoundError:
+                same = False
+            reuse = f"pass --config {done['variant']} to reuse it, or " if same else ""
             raise RuntimeError(
-                f"{ckpt} was trained with --config {done['variant']}, not {variant}: pass --config "
-                f"{done['variant']} to reuse it, or --fresh to train again with {variant}"
+                f"{ckpt} was trained with --config {done['variant']}, not {variant}: {reuse}--fresh to train "
+                f"again with {variant}"
             )
         if done.get("config_sha256") != digest:  # a record without it predates the check: older configs
             raise RuntimeError(
@@ -85,7 +94,7 @@ def train_bounded(
     seconds = round(minutes * 60)
     hh, rest = divmod(seconds, 3600)
     mm, ss = divmod(rest, 60)
-    files = ",".join(f"'{f}'" for f in config_paths)
+    files = ",".join(f"'{f}'" for f in config_files("train", variant))
     cmd = [
         sys.executable,
         "-m",

@@ -18,22 +18,16 @@ from typing import Any
 import numpy as np
 
 from vmat_monai.atomic import write_text_atomic
-from vmat_monai.engine.bundle import bundle_dir, config_files
+from vmat_monai.engine.bundle import absolute_variant, bundle_dir, config_files
 
 __all__ = ["predict_held_out", "recorded_config", "train_bounded", "what_if"]
 
 TRAINING_RECORD = "training.json"
 
 
-def _record_variant(variant: str) -> str:
-    """``variant`` with its JSON files made absolute, so the record works from any folder."""
-    parts = [v.strip() for v in variant.split(",") if v.strip()]
-    return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in parts)
-
-
-def _configs_digest(variant: str) -> str:
-    """SHA-256 of the training configs' contents (train.json + ``variant``)."""
-    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_files("train", variant))).hexdigest()
+def _configs_digest(files: Sequence[str]) -> str:
+    """SHA-256 of the training configs' contents (``config_files("train", variant)``)."""
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
 
 
 def recorded_config(ckpt_path: str | Path) -> str | None:
@@ -67,12 +61,13 @@ def train_bounded(
     """
     ckpt = out_dir / "checkpoints" / "last.ckpt"
     record = out_dir / TRAINING_RECORD
-    digest = _configs_digest(variant)
+    config_paths = config_files("train", variant)
+    digest = _configs_digest(config_paths)
     if record.is_file() and ckpt.is_file() and not fresh:
         done = json.loads(record.read_text())
-        if done.get("variant") not in (None, variant, _record_variant(variant)):
+        if done.get("variant") not in (None, variant, absolute_variant(variant)):
             try:  # advise reusing it only when its configs are still the ones it was trained with
-                same = _configs_digest(done["variant"]) == done.get("config_sha256")
+                same = _configs_digest(config_files("train", done["variant"])) == done.get("config_sha256")
             except FileNotFoundError:
                 same = False
             reuse = f"pass --config {done['variant']} to reuse it, or " if same else ""
@@ -94,7 +89,7 @@ def train_bounded(
     seconds = round(minutes * 60)
     hh, rest = divmod(seconds, 3600)
     mm, ss = divmod(rest, 60)
-    files = ",".join(f"'{f}'" for f in config_files("train", variant))
+    files = ",".join(f"'{f}'" for f in config_paths)
     cmd = [
         sys.executable,
         "-m",
@@ -126,7 +121,7 @@ def train_bounded(
         lines = metrics[-1].read_text().splitlines()
         epochs = len({line.split(",")[0] for line in lines[1:]})
     summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
-    done = {"summary": summary, "variant": _record_variant(variant), "minutes": minutes, "config_sha256": digest}
+    done = {"summary": summary, "variant": absolute_variant(variant), "minutes": minutes, "config_sha256": digest}
     write_text_atomic(record, json.dumps(done, indent=2))
     return ckpt
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_NAME", "bundle_dir", "config_files", "predictor_from_bundle"]
+__all__ = ["BUNDLE_NAME", "absolute_variant", "bundle_dir", "config_files", "predictor_from_bundle"]
 
 BUNDLE_NAME = "vmat_dose_unet"
 
@@ -19,14 +19,24 @@ def bundle_dir() -> Path:
     return d
 
 
+def _entries(variant: str | None) -> list[str]:
+    """The comma-separated entries of a ``variant``, stripped, empty ones dropped."""
+    return [v.strip() for v in (variant or "").split(",") if v.strip()]
+
+
+def absolute_variant(variant: str) -> str:
+    """``variant`` with its JSON files as absolute paths (bundle config names unchanged), so that it
+    names the same configs from any working folder."""
+    return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in _entries(variant))
+
+
 def config_files(base: str, variant: str | None) -> list[str]:
     """``configs/<base>.json`` plus overrides: bundle config names (``cpu``, ``openkbp``) or JSON paths,
     comma-separated and applied in order (``"cpu,openkbp"``); ``default`` or None adds nothing."""
     configs = bundle_dir() / "configs"
     files = [str(configs / f"{base}.json")]
-    for v in (variant or "").split(","):
-        v = v.strip()
-        if not v or v == "default":
+    for v in _entries(variant):
+        if v == "default":
             continue
         path = Path(v)
         if not path.suffix:

@@ -52,3 +52,17 @@ def test_what_if_overrides_are_parsed_checked_and_applied():
         parse_overrides(["liver_V30=0.2"])
     with pytest.raises(ValueError, match="13 values"):
         override_vector([1.0, 2.0], o)
+
+
+def test_mirror_constraint_pairs_are_the_one_sided_goals():
+    """Parotid goals (one per side) trade places on a left-right flip; a goal on both femurs does not."""
+    from vmat_monai.constraints import layout_for, mirror_constraint_pairs, spec
+    from vmat_monai.structures import get_structure_set
+
+    hn = get_structure_set("openkbp_hn")
+    layout = layout_for(hn)
+    pairs = mirror_constraint_pairs(hn)
+    assert len(pairs) == 1
+    assert {layout[i].key for i in pairs[0]} == {"parotid_L_Dmean", "parotid_R_Dmean"}
+    assert mirror_constraint_pairs(get_structure_set("prostate_sib")) == []
+    assert spec("femur_V50").structure == "Femur"

@@ -27,6 +27,7 @@ __all__ = [
     "ConstraintSpec",
     "ConstraintVector",
     "layout_for",
+    "mirror_constraint_pairs",
     "override_vector",
     "parse_overrides",
 ]
@@ -135,6 +136,26 @@ def layout_for(structure_set: str | Any) -> tuple[ConstraintSpec, ...]:
     if name not in LAYOUTS:
         raise KeyError(f"no constraint layout for {name!r}; known: {', '.join(LAYOUTS)}")
     return LAYOUTS[name]
+
+
+def mirror_constraint_pairs(structure_set: Any) -> list[tuple[int, int]]:
+    """Index pairs of the constraint vector that a left-right flip swaps.
+
+    A flip swaps the channels of every mirror pair of the structure set (``Femur_L``/``Femur_R``,
+    ``LeftParotid``/``RightParotid``); a goal tied to one side (``parotid_L_Dmean``) must then
+    trade places with its partner of the same kind and dose level, or the network would be told
+    the left organ's goal for the right one. Goals on both sides at once (``femur_V50``) stay.
+    """
+    layout = layout_for(structure_set)
+    pairs: list[tuple[int, int]] = []
+    for left, right in structure_set.mirror_pairs:
+        for a in layout:
+            if a.structure != left:
+                continue
+            for b in layout:
+                if b.structure == right and (b.kind, b.dose_gy) == (a.kind, a.dose_gy):
+                    pairs.append((a.index, b.index))
+    return pairs
 
 
 def spec(key: str, layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT) -> ConstraintSpec:

@@ -155,6 +155,33 @@ def test_left_right_flip_after_ras_keeps_channel_meaning(case):
     np.testing.assert_allclose(np.asarray(out["sdf"][fl]), np.flip(np.asarray(d["sdf"][fr]), axis=0))
 
 
+def test_flip_swaps_one_sided_goals_with_their_organs():
+    """A flipped patch carries each parotid's goal with that parotid's (swapped) channel."""
+    x = torch.zeros(2, 4, 2, 2)
+    x[0, 0] = 1.0  # "left" organ at low x
+    vec = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    t = RandFlipPairsd(["m"], prob=1.0, pairs=[(0, 1)], pair_keys="m", vector_pairs=[(1, 2)])
+    out = t({"m": x, "constraints": vec})
+    assert float(out["m"][1, -1].sum()) == 4.0  # the organ moved to high x and to the other channel
+    assert out["constraints"].tolist() == pytest.approx([0.1, 0.3, 0.2, 0.4])
+    assert vec.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])  # the input is not changed in place
+    assert t({"m": x, "constraints": [1, 2, 3, 4]})["constraints"] == [1, 3, 2, 4]
+    assert RandFlipPairsd(["m"], prob=1.0, vector_pairs=[(1, 2)])({"m": x})["m"].shape == x.shape  # no vector
+
+
+def test_train_chain_flips_goals_with_the_masks(case):
+    """Through the preset: on a flip, entries ``constraint_pairs`` trade places, the others stay."""
+    kw = dict(patch_size=(16, 16, 16), num_samples=2, flip_prob=1.0, constraint_pairs=[(3, 4)])
+    out = train_transforms(TARGETS, PAIRS, **kw)(dict(case))
+    expected = list(case["constraints"])
+    expected[3], expected[4] = expected[4], expected[3]
+    for patch in out:
+        assert patch["constraints"].tolist() == pytest.approx(expected)
+    kw["flip_prob"] = 0.0
+    for patch in train_transforms(TARGETS, PAIRS, **kw)(dict(case)):
+        assert patch["constraints"].tolist() == pytest.approx(list(case["constraints"]))
+
+
 def test_val_chain_and_invertd_return_dose_in_gy(case):
     import nibabel as nib
     from monai.transforms import Invertd

@@ -95,9 +95,9 @@ def make_dataset(
 
 
 def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dict[str, Any]:
-    """Target channels, their dose levels (Gy), mirror pairs and constraint-vector length of a structure
-    set, for the presets."""
-    from vmat_monai.constraints import layout_for
+    """Target channels, their dose levels (Gy), mirror pairs, constraint-vector length and the vector's
+    left/right pairs of a structure set, for the presets."""
+    from vmat_monai.constraints import layout_for, mirror_constraint_pairs
 
     s = get_structure_set(structure_set)
     return {
@@ -105,6 +105,7 @@ def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dic
         "target_levels": [float(s.targets[t]) for t in s.targets],
         "mirror_pairs": [(s.index(a), s.index(b)) for a, b in s.mirror_pairs],
         "n_constraints": len(layout_for(s)),
+        "constraint_pairs": mirror_constraint_pairs(s),
     }
 
 

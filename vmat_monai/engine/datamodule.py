@@ -75,6 +75,7 @@ class DoseDataModule(pl.LightningDataModule):
                 prior_levels=self.prior_levels,
                 prior_sectors=self.prior_sectors,
                 rotate_deg=self.rotate_deg,
+                constraint_pairs=self.kw["constraint_pairs"],
             )
             self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
         if self.val_ds is None and stage in (None, "fit", "validate"):

@@ -8,6 +8,7 @@ This package depends on MONAI, numpy, scipy and torch only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "FlipPairs",
     "SignedDistance",
     "spacing_of",
+    "swap_entries",
 ]
 
 
@@ -186,9 +188,15 @@ class FlipPairs(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         out = self.flipper(img)
-        if self.pairs:
-            perm = list(range(out.shape[0]))
-            for i, j in self.pairs:
-                perm[i], perm[j] = j, i
-            out = out[perm]
-        return out
+        return swap_entries(out, self.pairs) if self.pairs else out
+
+
+def swap_entries(values: Any, pairs: Sequence[Sequence[int]]) -> Any:
+    """A copy of ``values`` (array, tensor, list or tuple) with the entries along its first axis
+    swapped within each index pair (channels of an image, entries of a constraint vector)."""
+    perm = list(range(len(values)))
+    for i, j in pairs:
+        perm[i], perm[j] = j, i
+    if isinstance(values, (list, tuple)):
+        return type(values)(values[k] for k in perm)
+    return values[perm]

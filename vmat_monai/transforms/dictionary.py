@@ -22,6 +22,7 @@ from vmat_monai.transforms.array import (
     DoseToRelative,
     FlipPairs,
     SignedDistance,
+    swap_entries,
 )
 
 __all__ = [
@@ -200,6 +201,9 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
         spatial_axis: the left-right spatial axis (0 after ``Orientationd(axcodes="RAS")``).
         pairs: (left, right) channel index pairs.
         pair_keys: keys whose channels follow the structure order (masks, distances).
+        vector_key: key of a 1-D vector (the constraint vector) whose entries ``vector_pairs``
+            are swapped with the flip; ignored when absent from the data.
+        vector_pairs: (left, right) index pairs of that vector (``mirror_constraint_pairs``).
         allow_missing_keys: skip absent keys.
     """
 
@@ -212,6 +216,8 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
         spatial_axis: int = 0,
         pairs: Sequence[Sequence[int]] = (),
         pair_keys: KeysCollection = (),
+        vector_key: str = "constraints",
+        vector_pairs: Sequence[Sequence[int]] = (),
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -219,6 +225,7 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
         self.flip = FlipPairs(spatial_axis)
         self.flip_pairs = FlipPairs(spatial_axis, pairs)
         self.pair_keys = {pair_keys} if isinstance(pair_keys, str) else set(pair_keys)
+        self.vector_key, self.vector_pairs = vector_key, [tuple(p) for p in vector_pairs]
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandFlipPairsd:
         super().set_random_state(seed, state)
@@ -231,6 +238,8 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
             return d
         for key in self.key_iterator(d):
             d[key] = (self.flip_pairs if key in self.pair_keys else self.flip)(d[key])
+        if self.vector_pairs and self.vector_key in d:
+            d[self.vector_key] = swap_entries(d[self.vector_key], self.vector_pairs)
         return d
 
 

@@ -114,6 +114,7 @@ def train_transforms(
     prior_levels: Sequence[float] | None = None,
     prior_sectors: int = 1,
     rotate_deg: float = 0.0,
+    constraint_pairs: Sequence[Sequence[int]] = (),
 ) -> Compose:
     """Training chain: deterministic part (cacheable) + padding, random patches, L-R flips and
     (optionally) rotations about the patient's long axis.
@@ -137,6 +138,9 @@ def train_transforms(
             drawn uniformly in ±``rotate_deg`` for every patch; 0 (default) turns it off. Every
             channel and the dose turn together (a full arc turns with the patient); masks
             nearest-neighbour, the rest trilinear, the patch's edge values fill the corners.
+        constraint_pairs: (left, right) entries of the constraint vector swapped by the flip
+            (``preset_kwargs(...)["constraint_pairs"]``: one-sided goals such as each parotid's
+            Dmean); without them a flipped patch would carry the other side's goal.
     """
     if not 0 <= pos_fraction <= 1:
         raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
@@ -175,7 +179,15 @@ def train_transforms(
                 fg_indices_key="target_fg",
                 bg_indices_key="target_bg",
             ),
-            RandFlipPairsd(keys, prob=flip_prob, spatial_axis=0, pairs=mirror_pairs, pair_keys=["sdf", "masks"]),
+            RandFlipPairsd(
+                keys,
+                prob=flip_prob,
+                spatial_axis=0,
+                pairs=mirror_pairs,
+                pair_keys=["sdf", "masks"],
+                vector_key="constraints",
+                vector_pairs=constraint_pairs,
+            ),
             *rotate,
             DeleteItemsd(["target_fg", "target_bg"]),  # per-volume index lists do not batch
             _concat(prior_levels),

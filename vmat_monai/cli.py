@@ -233,7 +233,9 @@ def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = No
     from vmat_monai.engine.bundle import predictor_from_bundle
     from vmat_monai.pipeline import recorded_config
 
-    config = {"dose_prior": 0} if getattr(args, "no_dose_prior", False) else None
+    config: dict[str, Any] = {"dose_prior": 0} if getattr(args, "no_dose_prior", False) else {}
+    if getattr(args, "flip_tta", False):
+        config["flip_tta"] = True
     try:
         variant = args.config
         if variant is None:
@@ -449,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-dose-prior",
         action="store_true",
         help="the checkpoint was trained without the arc dose prior channels (bundle: dose_prior 0)",
+    )
+    r.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average with the prediction of the left-right mirror image (bundle: flip_tta true; twice the time)",
     )
     r.set_defaults(func=_cmd_predict)
 

@@ -228,6 +228,12 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     own = nib.load(str(tmp_path / "own" / cid / "dose_pred.nii.gz")).get_fdata()
     tight = nib.load(str(tmp_path / "tight" / cid / "dose_pred.nii.gz")).get_fdata()
     assert not np.allclose(own, tight)  # the network is conditioned on the goals (FiLM)
+    # flip test-time augmentation: another prediction, recorded as such
+    assert cli([*base, "--out", str(tmp_path / "tta"), "--flip-tta"]) == 0
+    assert json.loads((tmp_path / "tta" / cid / "prediction.json").read_text())["flip_tta"] is True
+    assert json.loads((tmp_path / "own" / cid / "prediction.json").read_text())["flip_tta"] is False
+    tta = nib.load(str(tmp_path / "tta" / cid / "dose_pred.nii.gz")).get_fdata()
+    assert tta.shape == own.shape and not np.allclose(own, tta) and np.all(np.isfinite(tta))
     assert cli([*base, "--out", str(tmp_path / "bad"), "--constraint", "liver_V30=0.2"]) == 2
     # a checkpoint trained with the prior, predicted as if without: a clear error, nothing written
     assert cli([*base, "--out", str(tmp_path / "noprior"), "--no-dose-prior"]) == 2

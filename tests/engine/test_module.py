@@ -102,3 +102,37 @@ def test_checkpoint_of_the_other_network_variant_names_the_config_to_use(tmp_pat
         load_network_weights(ConditionedUNet(3, 10, 1, channels=(8, 16)), tmp_path / "residual.ckpt")
     with pytest.raises(RuntimeError, match=r"holds a plain network.*drop `residual`"):
         load_network_weights(residual, tmp_path / "plain.ckpt")
+
+
+class _LeftOrganAndGoal(torch.nn.Module):
+    """Stub network: the left parotid's distance channel plus the left parotid's goal (OpenKBP layout)."""
+
+    def __init__(self, channel: int, goal: int) -> None:
+        super().__init__()
+        self.channel, self.goal = channel, goal
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return x[:, [self.channel]] + c[:, self.goal].view(-1, 1, 1, 1, 1)
+
+
+def test_flip_tta_mirrors_paired_channels_and_goals_and_mirrors_back(tmp_path):
+    """Known answer: TTA of "left organ + its goal" is the mean of the left and the right organ + goal."""
+    from vmat_monai.constraints import layout_for, spec
+    from vmat_monai.engine.predict import DosePredictor
+    from vmat_monai.structures import get_structure_set
+
+    hn = get_structure_set("openkbp_hn")
+    left, right = 1 + hn.index("LeftParotid"), 1 + hn.index("RightParotid")  # input channel 0 is the CT
+    g_left, g_right = spec("parotid_L_Dmean", layout_for(hn)).index, spec("parotid_R_Dmean", layout_for(hn)).index
+    torch.save({}, tmp_path / "stub.pt")
+    torch.manual_seed(0)
+    x = torch.randn(1, 1 + hn.n_channels, 8, 6, 4)
+    c = torch.rand(1, len(layout_for(hn)))
+    kw = dict(structure_set="openkbp_hn", roi_size=(8, 6, 4), device="cpu")
+    plain = DosePredictor(_LeftOrganAndGoal(left, g_left), tmp_path / "stub.pt", **kw).predict_relative(x, c)
+    tta = DosePredictor(_LeftOrganAndGoal(left, g_left), tmp_path / "stub.pt", flip_tta=True, **kw)
+    both = tta.predict_relative(x, c)
+    torch.testing.assert_close(plain, x[:, [left]] + c[0, g_left])
+    # the mirror image's "left" organ is the right one turned over; mirrored back it lies where it was
+    expected = 0.5 * (x[:, [left]] + c[0, g_left] + x[:, [right]] + c[0, g_right])
+    torch.testing.assert_close(both, expected)

@@ -71,6 +71,7 @@ def predictor_from_bundle(
         "pixdim": parser["pixdim"],
         "openkbp_submission": bool(parser.get("openkbp_submission", False)),
         "dose_prior": int(parser.get_parsed_content("dose_prior", default=0)),
+        "flip_tta": bool(parser.get("flip_tta", False)),
     }
     kwargs.update(predictor_kwargs)
     return DosePredictor(parser.get_parsed_content("network"), ckpt_path, **kwargs)

@@ -21,6 +21,7 @@ from vmat_monai.data.datasets import load_datalist, preset_kwargs
 from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.structures import get_structure_set
 from vmat_monai.transforms import inference_transforms
+from vmat_monai.transforms.array import swap_entries
 
 __all__ = ["DosePredictor", "load_network_weights"]
 
@@ -77,6 +78,9 @@ class DosePredictor:
         dose_prior: channels of the arc dose prior in the input, as in training (0, 1 or 3).
         openkbp_submission: also write ``output_dir/submission/<case_id>.csv`` in the OpenKBP
             challenge's sparse format (dose times the case's possible-dose mask, its body.nii.gz).
+        flip_tta: test-time augmentation by the training flip: also predict the left-right mirror
+            image (paired channels and one-sided goals swapped, as in training) and average the
+            two predictions, mirrored back. Twice the inference time.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class DosePredictor:
         constraint_overrides: Mapping[str, float] | None = None,
         openkbp_submission: bool = False,
         dose_prior: int = 0,
+        flip_tta: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_network_weights(network, ckpt_path)
@@ -109,6 +114,10 @@ class DosePredictor:
         for key in self.constraint_overrides:
             spec(key, self.layout)  # unknown keys fail here, before any prediction
         kw = preset_kwargs(structure_set)
+        self.flip_tta = bool(flip_tta)
+        # input channels: CT, then the structures' distances (mirror pairs swap), then the prior
+        self.input_pairs = [(1 + i, 1 + j) for i, j in kw["mirror_pairs"]]
+        self.constraint_pairs = kw["constraint_pairs"]
         self.transform = inference_transforms(
             kw["target_channels"],
             pixdim=pixdim,
@@ -116,6 +125,17 @@ class DosePredictor:
             prior_levels=kw["target_levels"] if dose_prior else None,
             prior_sectors=int(dose_prior) or 1,
         )
+
+    @torch.no_grad()
+    def predict_relative(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Dose / Rx of a (1, channels, *spatial) network input and its (1, K) constraints, on the
+        input's grid; with ``flip_tta`` the mean of it and of its left-right mirror image."""
+        rel = self.module.predict_volume(x, c)
+        if self.flip_tta:  # spatial axis 0 (dim 2 of the batch) runs right-left after Orientationd("RAS")
+            x_m = swap_entries(torch.flip(x, dims=[2]).transpose(0, 1), self.input_pairs).transpose(0, 1)
+            c_m = swap_entries(c.reshape(1, -1).transpose(0, 1), self.constraint_pairs).transpose(0, 1)
+            rel = 0.5 * (rel + torch.flip(self.module.predict_volume(x_m, c_m), dims=[2]))
+        return rel
 
     @torch.no_grad()
     def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +146,7 @@ class DosePredictor:
         d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
-        rel = self.module.predict_volume(x, c)[0].cpu()
+        rel = self.predict_relative(x, c)[0].cpu()
         img = d["image"]
         d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
         back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
@@ -154,6 +174,7 @@ class DosePredictor:
                 "constraint_vector": constraints,
                 "constraint_overrides": self.constraint_overrides,
                 "prescription_gy": float(item["prescription_gy"]),
+                "flip_tta": self.flip_tta,
             }
             write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
             if self.openkbp_submission:

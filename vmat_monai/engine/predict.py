@@ -131,9 +131,9 @@ class DosePredictor:
         """Dose / Rx of a (1, channels, *spatial) network input and its (1, K) constraints, on the
         input's grid; with ``flip_tta`` the mean of it and of its left-right mirror image."""
         rel = self.module.predict_volume(x, c)
-        if self.flip_tta:  # spatial axis 0 (dim 2 of the batch) runs right-left after Orientationd("RAS")
-            x_m = swap_entries(torch.flip(x, dims=[2]).transpose(0, 1), self.input_pairs).transpose(0, 1)
-            c_m = swap_entries(c.reshape(1, -1).transpose(0, 1), self.constraint_pairs).transpose(0, 1)
+        if self.flip_tta:  # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
+            x_m = swap_entries(torch.flip(x[0], dims=[1]), self.input_pairs)[None]
+            c_m = swap_entries(c.reshape(-1), self.constraint_pairs)[None]
             rel = 0.5 * (rel + torch.flip(self.module.predict_volume(x_m, c_m), dims=[2]))
         return rel
 

@@ -4,10 +4,10 @@
 Usage::
 
     .venv/bin/python scripts/benchmark.py                 # every benchmark but accuracy
-    .venv/bin/python scripts/benchmark.py --only accuracy # 20 min of CPU training, then held-out metrics
+    .venv/bin/python scripts/benchmark.py --only accuracy # the demo (15 min of CPU training), held-out metrics
     .venv/bin/python scripts/benchmark.py --only synth    # one of them
     .venv/bin/python scripts/benchmark.py --only openkbp --minutes 30   # OpenKBP scores after 30 min
-    .venv/bin/python scripts/benchmark.py --out docs/BENCHMARKS.md
+    .venv/bin/python scripts/benchmark.py --out docs/BENCHMARKS.md   # refresh the table there, keep the text
 
 Each benchmark returns rows (name, value, unit, note). The machine description (CPU, cores,
 memory, versions) heads the table.
@@ -16,7 +16,6 @@ memory, versions) heads the table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,18 +132,19 @@ def bench_patches(n_draws: int = 20) -> list[Row]:
     from monai.networks.nets import UNet
 
     from vmat_monai.data.convert import convert_tree
-    from vmat_monai.data.datasets import make_dataset, preset_kwargs
+    from vmat_monai.data.datasets import make_dataset
     from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.engine.inputs import model_inputs
     from vmat_monai.transforms import train_transforms
 
     rows: list[Row] = []
-    kw = preset_kwargs()
+    spec = model_inputs(prior_channels=0)
     with tempfile.TemporaryDirectory() as tmp:
         generate_cohort(Path(tmp) / "dicom", 3, seed=0, settings=CohortSettings(), workers=1)
         convert_tree(Path(tmp) / "dicom", Path(tmp) / "data")
         per_patch = {}
         for size in (64, 128):
-            t = train_transforms(kw["target_channels"], kw["mirror_pairs"], patch_size=(size,) * 3, num_samples=4)
+            t = train_transforms(spec.target_channels, spec.mirror_pairs, patch_size=(size,) * 3, num_samples=4)
             ds = make_dataset(Path(tmp) / "data" / "datalist.json", "training", t, cache="memory")
             t0 = time.perf_counter()
             n = 0
@@ -247,85 +248,24 @@ def bench_inference() -> list[Row]:
     return rows
 
 
-def bench_accuracy(minutes: float = 20.0, epochs: int = 70) -> list[Row]:
-    """Train the CPU configuration for a fixed wall-clock budget, then evaluate held-out cases.
+def bench_accuracy(minutes: float = 15.0, workdir: Path = Path("runs/default")) -> list[Row]:
+    """The demo (vmat_monai.workflows.demo) with a training budget of ``minutes``: held-out MAE, gamma
+    and PTV70 D95 error of the synthetic cohort (a finished demo in ``workdir`` is reused)."""
+    from vmat_monai.workflows.demo import DemoOptions, run_demo
 
-    Needs the main job's data (runs/default/data). Trains through the bundle (cpu.json, 64³
-    patches) for ``minutes``, predicts the validation and test cases (never trained on) with
-    last.ckpt, and reports MAE in the body and PTV70 D95 error against the plan dose, Gy.
-    """
-    import subprocess
-
-    import nibabel as nib
-    import numpy as np
-
-    from vmat_monai.data.datasets import load_datalist
-    from vmat_monai.engine.bundle import predictor_from_bundle
-    from vmat_monai.structures import PROSTATE_SIB
-
-    root = Path(__file__).resolve().parent.parent
-    datalist = root / "runs" / "default" / "data" / "datalist.json"
-    if not datalist.exists():
-        raise SystemExit(f"{datalist} not found: run `python3 scripts/bootstrap.py main` first")
-    configs = root / "bundles" / "vmat_dose_unet" / "configs"
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        hh, mm = divmod(int(minutes), 60)
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "monai.bundle",
-                "run",
-                "training",
-                "--config_file",
-                f"['{configs / 'train.json'}','{configs / 'cpu.json'}']",
-                "--datalist",
-                str(datalist),
-                "--output_dir",
-                tmp,
-                "--epochs",
-                str(epochs),
-                "--max_time",
-                f"00:{hh:02d}:{mm:02d}:00",
-            ],
-            check=True,
-            cwd=root,
-        )
-        train_minutes = (time.perf_counter() - t0) / 60
-        predictor = predictor_from_bundle(Path(tmp) / "checkpoints" / "last.ckpt", "cpu", device="cpu")
-        items = load_datalist(datalist, "validation") + load_datalist(datalist, "test")
-        maes, d95s = [], []
-        for item in items:
-            pred, _ = predictor.predict_item(item)
-            true = np.asarray(nib.load(item["dose"]).dataobj)
-            body = np.asarray(nib.load(item["body"]).dataobj) > 0
-            ptv = np.asarray(nib.load(item["masks"]).dataobj)[..., PROSTATE_SIB.index("PTV70")] > 0
-            maes.append(float(np.abs(pred - true)[body].mean()))
-            d95s.append(float(np.percentile(pred[ptv], 5) - np.percentile(true[ptv], 5)))
-        csv_metrics = sorted(Path(tmp).glob("csv/version_*/metrics.csv"))[-1].read_text().splitlines()
-        n_epochs = len({line.split(",")[0] for line in csv_metrics[1:]})
-    note = (
-        f"{len(items)} held-out cases; CPU training capped at {minutes:g} min / {epochs} epochs: "
-        f"ran {train_minutes:.1f} min, {n_epochs} epochs"
-    )
-    rows.append(
-        (
-            "MAE in the body after the CPU budget",
-            float(np.mean(maes)),
-            "Gy",
-            note + f"; per case {json.dumps([round(m, 2) for m in maes])}",
-        )
-    )
-    rows.append(
-        (
-            "|PTV70 D95 error| after the CPU budget",
-            float(np.mean(np.abs(d95s))),
-            "Gy",
-            f"signed per case {json.dumps([round(d, 2) for d in d95s])}",
-        )
-    )
+    t0 = time.perf_counter()
+    result = run_demo(DemoOptions(workdir=workdir, train_minutes=minutes), report=lambda line: None)
+    m = result.evaluation["metrics"] if result.evaluation else {}
+    note = f"demo, {minutes:g} min of training, {m.get('MAE_body', {}).get('n', 0)} held-out plans"
+    rows: list[Row] = [("demo wall time", (time.perf_counter() - t0) / 60, "min", f"{workdir}, reused stages included")]
+    for key, name, unit in (
+        ("MAE_body", "demo MAE in the body", "Gy"),
+        ("gamma_pass_rate", "demo gamma 3%/3mm", "%"),
+        ("PTV70_D95_err", "demo PTV70 D95 error", "Gy"),
+    ):
+        s = m.get(key, {})
+        if s.get("n"):
+            rows.append((name, float(s["mean"]), unit, f"{note}; sd {s['sd']:.2f}"))
     return rows
 
 
@@ -464,79 +404,70 @@ def _fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.3g}" for v in values)
 
 
-OPTIONS: dict[str, object] = {"minutes": 30.0, "openkbp_root": None, "variant": None}
+def bench_openkbp(minutes: float = 30.0, data_root: Path | None = None, lever: str = "") -> list[Row]:
+    """OpenKBP (vmat_monai.workflows.openkbp): train the CPU configuration on the training patients for
+    ``minutes``, predict the validation patients and score them with the challenge's scores.
 
-
-def bench_openkbp() -> list[Row]:
-    """OpenKBP: train the CPU configuration on the training patients for a time budget, predict the
-    validation patients, and score them with the challenge's dose and DVH scores.
-
-    Data: ``--openkbp-root`` (a checkout's provided-data folder with train-pats/ and
-    validation-pats/; default ../shared/data/openkbp beside the repository). Everything is
+    Data: ``data_root`` (default ../shared/data/openkbp beside the repository); everything is
     written to runs/openkbp/ (conversion and a finished training are reused).
     """
-    import nibabel as nib
-    import numpy as np
-
-    from vmat_monai.data.convert import ConvertOptions, convert_tree
-    from vmat_monai.data.datasets import load_datalist
-    from vmat_monai.engine.bundle import predictor_from_bundle
-    from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
-    from vmat_monai.pipeline import train_bounded
-    from vmat_monai.structures import OPENKBP_HN
+    from vmat_monai.workflows.openkbp import OpenKBPOptions, run_openkbp
 
     root = Path(__file__).resolve().parent.parent
-    src = Path(str(OPTIONS["openkbp_root"] or root.parent / "shared" / "data" / "openkbp"))
-    if not src.is_dir():
-        raise SystemExit(f"{src} not found: pass --openkbp-root PATH (the folder holding train-pats/)")
-    work = root / "runs" / "openkbp"
-    opts = ConvertOptions(structure_set="openkbp_hn", source_format="openkbp")
-    t0 = time.perf_counter()
-    conv = convert_tree(src, work / "data", opts, workers=2)
-    convert_s = time.perf_counter() - t0
-    datalist = work / "data" / "datalist.json"
-    minutes = float(OPTIONS["minutes"])  # type: ignore[arg-type]
-    lever = str(OPTIONS["variant"] or "")
-    variant = ",".join(["cpu", "openkbp", *([lever] if lever else [])])
-    tag = "-" + "+".join(Path(v.strip()).stem for v in lever.split(",")) if lever else ""
-    ckpt = train_bounded(datalist, work / f"model{tag}", minutes, variant)
-    predictor = predictor_from_bundle(ckpt, variant, openkbp_submission=True)
-    items = load_datalist(datalist, "test")
-    pred_dir = work / f"predictions{tag}"
-    t0 = time.perf_counter()
-    predictor.predict_items(items, pred_dir)
-    predict_s = (time.perf_counter() - t0) / max(len(items), 1)
-    scores, pred_m, ref_m = [], [], []
-    targets = list(OPENKBP_HN.targets)
-    for it in items:
-        pred = np.asarray(nib.load(str(pred_dir / it["case_id"] / "dose_pred.nii.gz")).dataobj)
-        ref = np.asarray(nib.load(it["dose"]).dataobj)
-        pdm = np.asarray(nib.load(it["body"]).dataobj) > 0
-        m = np.asarray(nib.load(it["masks"]).dataobj) > 0
-        masks = {name: m[..., i] for i, name in enumerate(OPENKBP_HN.channels)}
-        vox = nib.load(it["dose"]).header.get_zooms()[:3]
-        scores.append(dose_score(pred, ref, pdm))
-        pred_m.append(dvh_metrics(pred, masks, vox, targets))
-        ref_m.append(dvh_metrics(ref, masks, vox, targets))
-    record = json.loads((work / f"model{tag}" / "training.json").read_text())
-    split = conv["split"]
+    src = data_root or root.parent / "shared" / "data" / "openkbp"
+    res = run_openkbp(OpenKBPOptions(data_root=src, workdir=root / "runs" / "openkbp", minutes=minutes, lever=lever))
+    conv, split = res.conversion, res.conversion["split"]
     note = (
-        f"configs {variant}, trained on {split['training']} "
-        f"patients ({split['validation']} for validation) for {minutes:g} min ({record['summary']}); "
-        f"{len(items)} validation patients"
+        f"configs {res.configs}, trained on {split['training']} patients ({split['validation']} for validation) "
+        f"for {minutes:g} min ({res.training_summary}); {res.n_patients} validation patients"
     )
     board = "leaderboard (test phase): 1st 2.429 / 1.478, 2nd 2.564 / 1.705, 3rd 2.615 / 1.582"
     return [
         (
             "OpenKBP conversion",
-            convert_s / max(conv["converted"], 1) if conv["converted"] else float("nan"),
+            res.convert_seconds / conv["converted"] if conv["converted"] else float("nan"),
             "s/patient",
             f"{conv['converted']} converted, {conv['skipped']} reused of {conv['n_studies']} patients, 2 workers",
         ),
-        ("OpenKBP dose score", float(np.mean(scores)), "Gy", note),
-        ("OpenKBP DVH score", dvh_score(pred_m, ref_m), "Gy", board),
-        ("OpenKBP prediction", predict_s, "s/patient", "sliding window (config patch size), + submission CSV"),
+        ("OpenKBP dose score", res.dose_score, "Gy", note),
+        ("OpenKBP DVH score", res.dvh_score, "Gy", board),
+        ("OpenKBP prediction", res.predict_seconds_per_patient, "s/patient", "sliding window, + submission CSV"),
     ]
+
+
+TABLE_START, TABLE_END = "<!-- benchmark table: start -->", "<!-- benchmark table: end -->"
+
+
+def write_table(path: Path, machine_line: str, rows: list[Row]) -> str:
+    """Put the table into ``path`` between the table markers and return the file's text.
+
+    Rows already there under another name are kept (``--only`` refreshes its own rows); text outside
+    the markers is never touched; a file without markers gets the table appended."""
+    text = path.read_text() if path.exists() else ""
+    old_rows: list[str] = []
+    if TABLE_START in text and TABLE_END in text:
+        before, rest = text.split(TABLE_START, 1)
+        old, after = rest.split(TABLE_END, 1)
+        old_rows = [line for line in old.splitlines() if line.startswith("| ") and not line.startswith("| benchmark |")]
+    else:
+        before, after = (text.rstrip() + "\n\n" if text else ""), "\n"
+    fresh = {n for n, *_ in rows}
+    kept = [line for line in old_rows if line.split(" | ")[0][2:] not in fresh]
+    table = "\n".join(
+        [
+            TABLE_START,
+            f"Machine of the latest run: {machine_line}",
+            "",
+            "| benchmark | value | unit | note |",
+            "|---|---|---|---|",
+            *kept,
+            *[f"| {n} | {v:.3g} | {u} | {note} |" for n, v, u, note in rows],
+            TABLE_END,
+        ]
+    )
+    text = before + table + after
+    path.write_text(text)
+    return text
 
 
 BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
@@ -557,32 +488,32 @@ BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
-    p.add_argument("--out", type=Path, help="write the markdown table to this file")
-    p.add_argument("--minutes", type=float, default=30.0, help="training budget of --only openkbp, minutes")
+    p.add_argument("--out", type=Path, help="update the table in this markdown file (e.g. docs/BENCHMARKS.md)")
+    p.add_argument("--minutes", type=float, default=None, help="training budget of accuracy / openkbp, minutes")
     p.add_argument("--openkbp-root", type=Path, default=None, help="OpenKBP provided-data folder (train-pats/...)")
     p.add_argument(
+        "--lever",
         "--variant",
-        default=None,
+        dest="lever",
+        default="",
         help="--only openkbp: more bundle configs (names or JSON paths, comma-separated) on top of cpu,openkbp "
         "(lever study; model and predictions go to runs/openkbp/model-<stems>)",
     )
     args = p.parse_args(argv)
-    OPTIONS.update(minutes=args.minutes, openkbp_root=args.openkbp_root, variant=args.variant)
+    minutes = {} if args.minutes is None else {"minutes": args.minutes}
+    runners: dict[str, Callable[[], list[Row]]] = {
+        **BENCHMARKS,
+        "accuracy": partial(bench_accuracy, **minutes),
+        "openkbp": partial(bench_openkbp, data_root=args.openkbp_root, lever=args.lever, **minutes),
+    }
     rows: list[Row] = []
     for name in args.only or [b for b in BENCHMARKS if b not in ("accuracy", "openkbp")]:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows += BENCHMARKS[name]()
-    lines = [
-        f"Machine: {machine()}",
-        "",
-        "| benchmark | value | unit | note |",
-        "|---|---|---|---|",
-        *[f"| {n} | {v:.3g} | {u} | {note} |" for n, v, u, note in rows],
-    ]
-    text = "\n".join(lines)
-    print(text)
+        rows += runners[name]()
+    lines = [f"Machine: {machine()}", "", "| benchmark | value | unit | note |", "|---|---|---|---|"]
+    print("\n".join([*lines, *[f"| {n} | {v:.3g} | {u} | {note} |" for n, v, u, note in rows]]))
     if args.out:
-        args.out.write_text(text + "\n")
+        write_table(args.out, machine(), rows)
     return 0
 
 

@@ -3,10 +3,11 @@
 
 Usage (from the repository root, with only Python 3.10–3.12 installed)::
 
-    python3 scripts/bootstrap.py main   # set up .venv, run the main job on the synthetic cohort
+    python3 scripts/bootstrap.py demo   # set up .venv, run the synthetic end-to-end demo
     python3 scripts/bootstrap.py test   # set up .venv, run ruff and the test suite
 
-Extra arguments after the job name are passed on (to ``vmat-monai main`` or to ``pytest``).
+Extra arguments after the job name are passed on (to ``vmat-monai demo`` or to ``pytest``);
+``main`` is the demo's old name.
 The environment is rebuilt when ``pyproject.toml`` or the constraints file change, or when a
 previous install was interrupted. On CPython 3.11 the exact tested versions in
 ``constraints/py311.txt`` are installed; on other versions the ranges of ``pyproject.toml``.
@@ -69,13 +70,13 @@ def ensure_env() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"main", "test"}:
+    if not argv or argv[0] not in {"demo", "main", "test"}:
         print(__doc__)
         return 2
     py = ensure_env()
     job, rest = argv[0], argv[1:]
-    if job == "main":
-        cmd = [str(py), "-m", "vmat_monai.cli", "main", *rest]
+    if job in ("demo", "main"):
+        cmd = [str(py), "-m", "vmat_monai.cli", "demo", *rest]
     else:
         lint = subprocess.run([str(py), "-m", "ruff", "check", "."], cwd=ROOT)
         if lint.returncode != 0:

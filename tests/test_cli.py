@@ -39,4 +39,4 @@ def test_help_lists_subcommands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "synth" in out and "main" in out
+    assert "synth" in out and "demo" in out and "main" in out

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from vmat_monai.constraints import (
-    CONSTRAINT_LAYOUT,
-    N_CONSTRAINTS,
+    PROSTATE_LAYOUT,
     SOURCE_DEFAULT,
     SOURCE_PLAN,
     ConstraintVector,
@@ -13,10 +12,10 @@ from vmat_monai.constraints import (
 def test_default_vector_is_the_design_table():
     expected = [1.0, 0.8, 0.0, 0.50, 0.35, 0.20, 75 / 70, 0.50, 0.35, 0.25, 0.10, 195 / 500, 45 / 70]
     v = ConstraintVector.defaults()
-    assert N_CONSTRAINTS == 13
+    assert len(PROSTATE_LAYOUT) == 13
     np.testing.assert_allclose(v.vector, expected, rtol=1e-6)
     assert v.sources == [SOURCE_DEFAULT] * 13
-    assert [s.index for s in CONSTRAINT_LAYOUT] == list(range(13))
+    assert [s.index for s in PROSTATE_LAYOUT] == list(range(13))
 
 
 def test_goals_override_with_sources_and_round_trip():

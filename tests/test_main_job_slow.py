@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_main_job_runs_every_stage_and_resumes(tmp_path, capsys):
-    args = ["main", "--workdir", str(tmp_path), "--cases", "6", "--plans-per-patient", "2", "--train-minutes", "0.5"]
+    args = ["demo", "--workdir", str(tmp_path), "--cases", "6", "--plans-per-patient", "2", "--train-minutes", "0.5"]
     assert main(args) == 0
     out = capsys.readouterr().out
     for stage in ("[1/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]", "main job summary", "MAE in the body"):

@@ -13,12 +13,15 @@ def test_prostate_default_order_matches_design():
     assert get_structure_set() is PROSTATE_SIB
 
 
-def test_mirror_permutation_swaps_only_pairs():
-    perm = PROSTATE_SIB.mirror_permutation()
+def test_mirror_pairs_swap_only_paired_channels():
+    from vmat_monai.engine.inputs import model_inputs
+    from vmat_monai.transforms.array import swap_entries
+
+    perm = swap_entries(list(range(PROSTATE_SIB.n_channels)), model_inputs("prostate_sib").mirror_pairs)
     i, j = PROSTATE_SIB.index("Femur_L"), PROSTATE_SIB.index("Femur_R")
     assert perm[i] == j and perm[j] == i
     assert all(perm[k] == k for k in range(PROSTATE_SIB.n_channels) if k not in (i, j))
-    hn = OPENKBP_HN.mirror_permutation()
+    hn = swap_entries(list(range(OPENKBP_HN.n_channels)), model_inputs("openkbp_hn").mirror_pairs)
     assert hn[OPENKBP_HN.index("LeftParotid")] == OPENKBP_HN.index("RightParotid")
 
 

@@ -6,53 +6,34 @@ Subcommands:
     evaluate predicted doses vs planned doses: metrics CSV, summary JSON, figures
     export-rtdose  a predicted dose NIfTI -> DICOM RTDOSE
     predict  full-volume prediction with a trained checkpoint (what-if goals with --constraint)
-    main     the main job on the embedded default data (synthetic cohort)
+    demo     the synthetic end-to-end demo (``main`` is its old name, kept as an alias)
+    openkbp  the OpenKBP job: convert, train, predict and score the challenge's patients
 
-Errors a user can fix are reported on one line (``error: ...``) with a non-zero exit.
+The commands parse arguments, call the library (vmat_monai.workflows for the end-to-end jobs)
+and print. Errors a user can fix are reported on one line (``error: ...``) with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from vmat_monai.workflows.text import cohort_lines, evaluation_lines, tqdm_progress
 
 if TYPE_CHECKING:
     from vmat_monai.metrics.gamma import GammaOptions
 
 __all__ = ["main"]
 
-MAIN_CONFIG = "cpu,residual"  # the main job's bundle overrides (docs/BENCHMARKS.md, run K)
+DEMO_CONFIGS = "cpu,residual"  # the demo's bundle configs (vmat_monai.workflows.demo.DEMO_CONFIGS)
 DEFAULT_PREDICT_CONFIG = "cpu"  # predict, for a checkpoint without a training record
 
 
 class UserError(Exception):
     """A problem with the user's input, reported on one line without a traceback."""
-
-
-@contextmanager
-def _progress(desc: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A tqdm progress bar driven by the library's ``progress(done, total, case)`` callbacks."""
-    from tqdm.auto import tqdm
-
-    bar = None
-
-    def update(done: int, total: int, case: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="case", dynamic_ncols=True, file=sys.stderr)
-        bar.n = done
-        bar.set_postfix_str(case)
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -67,7 +48,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
     try:
-        with _progress("synth") as progress:
+        with tqdm_progress("synth") as progress:
             manifest = generate_cohort(
                 args.out,
                 args.cases,
@@ -83,7 +64,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             )
     except (FileExistsError, PermissionError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    _print_cohort(manifest)
+    for line in cohort_lines(manifest):
+        print(line)
     print(f"cohort: {Path(args.out).resolve()} ({len(manifest['cases'])} cases)")
     if manifest["failed"]:
         for case, err in manifest["failed"].items():
@@ -92,25 +74,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cohort(manifest: dict) -> None:
-    rows = manifest["cases"]
-    if not rows:
-        return
-    print(
-        f"{'case':<9}{'PTV70 D95':>10}{'PTV70 Dmax':>11}{'PTV56 D95':>10}{'Rect V70':>9}{'Rect V70 goal':>14}{'s':>6}"
-    )
-    for r in rows:
-        a, g = r["achieved"], r["goals_in_plan"]
-        print(
-            f"{r['case_id']:<9}{a.get('PTV70_D95', float('nan')):>10.2f}{a.get('PTV70_Dmax', float('nan')):>11.2f}"
-            f"{a.get('PTV56_D95', float('nan')):>10.2f}{a.get('Rectum_V70', float('nan')):>9.3f}"
-            f"{g.get('rectum_V70', float('nan')):>14.3f}{r['seconds']:>6.1f}"
-        )
-
-
 def _cmd_convert(args: argparse.Namespace) -> int:
     from vmat_monai.data.convert import ConvertOptions, convert_tree
-    from vmat_monai.dicom.readers import DicomInputError
+    from vmat_monai.errors import SourceInputError
+    from vmat_monai.workflows.demo import conversion_lines
 
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
@@ -124,19 +91,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         source_format=args.format,
     )
     try:
-        with _progress("convert") as progress:
+        with tqdm_progress("convert") as progress:
             summary = convert_tree(args.input, args.output, opts, workers=args.workers, progress=progress)
-    except (DicomInputError, ValueError, KeyError) as exc:
+    except (SourceInputError, ValueError, KeyError) as exc:
         raise UserError(str(exc).strip('"')) from None
-    for row in summary["cases"]:
-        if row["status"] == "failed":
-            print(f"FAILED {row['case_id']}: {row['errors']}", file=sys.stderr)
-    print(
-        f"studies: {summary['n_studies']}  converted: {summary['converted']}  skipped: {summary['skipped']}  "
-        f"failed: {summary['failed']}  split: {summary['split']}"
-    )
-    print(f"datalist: {Path(args.output).resolve() / 'datalist.json'}")
-    print(f"QA report: {Path(args.output).resolve() / 'qa_report.csv'}")
+    for line in conversion_lines(summary, Path(args.output)):
+        print(line, file=sys.stderr if line.startswith("FAILED") else sys.stdout)
     return 1 if summary["failed"] else 0
 
 
@@ -163,29 +123,11 @@ def _gamma_options(args: argparse.Namespace) -> GammaOptions:
 
 
 def print_evaluation(summary: dict) -> None:
-    """Per-case table and mean ± sd of the headline metrics."""
-    import csv
-
-    path = Path(summary["output_dir"]) / "metrics.csv"
-    rows = list(csv.DictReader(path.open())) if path.is_file() else []
-    cols = [
-        ("MAE_body", "MAE Gy", "{:>8.2f}"),
-        ("gamma_pass_rate", "gamma %", "{:>8.1f}"),
-        ("PTV70_D95_err", "D95err Gy", "{:>10.2f}"),
-        ("goals_pass_rate_pred", "goals %", "{:>8.0f}"),
-        ("goals_agreement", "agree %", "{:>8.0f}"),
-    ]
-    cols = [c for c in cols if rows and c[0] in rows[0]]
-    print(f"{'case':<22}" + "".join(f"{h:>{10 if 'D95' in h else 8}}" for _, h, _ in cols))
-    for r in rows:
-        print(f"{r['case_id']:<22}" + "".join(f.format(float(r[k])) if r[k] else " " * 8 for k, _, f in cols))
-    m = summary["metrics"]
-    print(
-        f"{'mean ± sd':<22}"
-        + "  ".join(f"{h} {m[k]['mean']:.2f} ± {m[k]['sd']:.2f}" for k, h, _ in cols if m.get(k, {}).get("n"))
-    )
-    for cid, err in {**summary["missing"], **summary["failed"]}.items():
-        print(f"NOT EVALUATED {cid}: {err}", file=sys.stderr)
+    """Per-case table and mean ± sd of the headline metrics; cases not evaluated on stderr."""
+    lines, errors = evaluation_lines(summary)
+    print("\n".join(lines))
+    for line in errors:
+        print(line, file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -198,7 +140,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         structure_set=args.structure_set,
     )
     try:
-        with _progress("evaluate") as progress:
+        with tqdm_progress("evaluate") as progress:
             summary = evaluate_predictions(args.pred, args.ref, args.out, settings, progress=progress)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -212,7 +154,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from vmat_monai.dicom.export import export_rtdose
-    from vmat_monai.dicom.readers import DicomInputError
+    from vmat_monai.errors import SourceInputError
 
     pred = Path(args.pred)
     case_json = Path(args.case) / "case.json" if args.case else None
@@ -221,7 +163,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else pred.with_name("RD.pred.dcm")
     try:
         res = export_rtdose(pred, out, args.dicom, case_json, keep_phi=args.keep_phi)
-    except (DicomInputError, ValueError, FileNotFoundError) as exc:
+    except (SourceInputError, ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -230,21 +172,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
+    from vmat_monai.engine.bounded_training import recorded_configs
     from vmat_monai.engine.bundle import predictor_from_bundle
-    from vmat_monai.pipeline import recorded_config
 
-    config: dict[str, Any] = {"dose_prior": 0} if getattr(args, "no_dose_prior", False) else {}
-    if getattr(args, "flip_tta", False):
-        config["flip_tta"] = True
+    config: dict[str, Any] = {"prior_channels": 0} if args.no_dose_prior else {}
     try:
-        variant = args.config
-        if variant is None:
-            variant = recorded_config(args.ckpt) or DEFAULT_PREDICT_CONFIG
-            print(f"predict: --config {variant} (the checkpoint's training record, else the default)", flush=True)
+        configs = args.config
+        if configs is None:
+            configs = recorded_configs(args.ckpt) or DEFAULT_PREDICT_CONFIG
+            print(f"predict: --config {configs} (the checkpoint's training record, else the default)", flush=True)
         return predictor_from_bundle(
-            args.ckpt, variant, config, constraint_overrides=overrides or {}, device=args.device, **kwargs
+            args.ckpt,
+            configs,
+            config,
+            constraint_overrides=overrides or {},
+            flip_tta=args.flip_tta,
+            device=args.device,
+            **kwargs,
         )
-    except (FileNotFoundError, KeyError, RuntimeError) as exc:
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         raise UserError(str(exc).strip('"')) from None
 
 
@@ -267,103 +213,43 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_main(args: argparse.Namespace) -> int:
-    """The main job: cohort -> check -> conversion -> training -> prediction -> evaluation -> what-if."""
-    from vmat_monai.data.synthetic.check import check_cohort
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vmat_monai.workflows.demo import DemoOptions, run_demo
 
-    root = Path(args.workdir)
-    dicom_dir, data_dir = root / "dicom", root / "data"
-    if args.fresh:  # the main job's own outputs: start from nothing (synth --overwrite clears dicom/)
-        import shutil
-
-        for sub in ("data", "predictions", "what_if"):
-            shutil.rmtree(root / sub, ignore_errors=True)
-    print(f"[1/7] synthetic cohort: {args.cases} cases in {dicom_dir}", flush=True)
-    synth_args = argparse.Namespace(
-        out=str(dicom_dir),
+    opts = DemoOptions(
+        workdir=Path(args.workdir),
         cases=args.cases,
-        seed=args.seed,
-        full_size=False,
-        overwrite=args.fresh,
-        resume=not args.fresh,
-        workers=args.workers,
         plans_per_patient=args.plans_per_patient,
-    )
-    rc = _cmd_synth(synth_args)
-    print("[2/7] reading the cohort back (pydicom, SimpleITK, rt-utils) and checking the plans", flush=True)
-    report = check_cohort(dicom_dir)
-    ok = sum(1 for r in report if r["ok"])
-    for r in report:
-        if not r["ok"]:
-            print(f"CHECK FAILED {r['case_id']}: {'; '.join(r['problems'])}", file=sys.stderr)
-    print(f"checked {ok}/{len(report)} cases OK")
-    print(f"[3/7] converting DICOM-RT to case folders in {data_dir}", flush=True)
-    conv_args = argparse.Namespace(
-        input=str(dicom_dir),
-        output=str(data_dir),
-        structure_set="prostate_sib",
-        mapping=None,
-        allow_missing_dose=False,
-        keep_phi=False,
-        overwrite=args.fresh,
         seed=args.seed,
         workers=args.workers,
-        format="dicom",
+        fresh=args.fresh,
+        train_minutes=args.train_minutes,
+        configs=args.config,
     )
-    rc = _cmd_convert(conv_args) or rc
-    if args.train_minutes <= 0:
-        return rc or (0 if ok == len(report) else 1)
-    return _model_stages(args, root, dicom_dir, data_dir) or rc or (0 if ok == len(report) else 1)
-
-
-def _model_stages(args: argparse.Namespace, root: Path, dicom_dir: Path, data_dir: Path) -> int:
-    """Stages 4-7 of the main job."""
-    from vmat_monai.data.datasets import load_datalist
-    from vmat_monai.evaluation.report import EvaluationSettings, evaluate_predictions
-    from vmat_monai.pipeline import predict_held_out, train_bounded, what_if
-
-    datalist = data_dir / "datalist.json"
-    model_dir, pred_dir = root / "model", root / "predictions"
-    if not (load_datalist(datalist, "validation") and load_datalist(datalist, "test")):
-        raise UserError(f"{datalist}: no validation or test cases to hold out; generate more cases (--cases)")
-    print(f"[4/7] training ({args.config} configuration) for {args.train_minutes:g} min in {model_dir}", flush=True)
     try:
-        ckpt = train_bounded(datalist, model_dir, args.train_minutes, args.config, fresh=args.fresh)
-    except RuntimeError as exc:
+        result = run_demo(opts, report=lambda line: print(line, flush=True), progress=tqdm_progress)
+    except (FileExistsError, PermissionError, ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
-    print(f"[5/7] predicting the held-out cases (validation + test) into {pred_dir}", flush=True)
-    pargs = argparse.Namespace(ckpt=ckpt, config=args.config, device=None)
-    predict_held_out(_predictor(pargs, rtdose=True, dicom_source=dicom_dir), datalist, pred_dir, fresh=args.fresh)
-    print("[6/7] evaluating against the planned doses", flush=True)
-    with _progress("evaluate") as progress:
-        summary = evaluate_predictions(pred_dir, datalist, pred_dir / "evaluation", EvaluationSettings(), progress)
-    print_evaluation(summary)
-    print("[7/7] what-if: the first test case with tighter rectum goals", flush=True)
-    item = (load_datalist(datalist, "test") or load_datalist(datalist, "validation"))[0]
-    overrides = {"rectum_V50": 0.25, "rectum_V60": 0.15, "rectum_V70": 0.08}
-    res = what_if(lambda o: _predictor(pargs, o), item, overrides, root / "what_if")
-    ch = res["change"]
-    print(
-        f"{item['case_id']}: rectum Dmean {res['own_goals']['Dmean']:.2f} -> {res['tightened_goals']['Dmean']:.2f} Gy "
-        f"({ch['Dmean']:+.2f}), V70 {ch['V70']:+.2f} %-points, PTV70 D95 {res['ptv_d95_own']:.2f} -> "
-        f"{res['ptv_d95_tightened']:.2f} Gy"
+    return result.exit_code
+
+
+def _cmd_openkbp(args: argparse.Namespace) -> int:
+    from vmat_monai.workflows.openkbp import OpenKBPOptions, run_openkbp
+
+    opts = OpenKBPOptions(
+        data_root=Path(args.data),
+        workdir=Path(args.workdir),
+        minutes=args.minutes,
+        configs=args.config,
+        lever=args.lever or "",
+        workers=args.workers,
     )
-    m = summary["metrics"]
-    print("\nmain job summary (held-out synthetic cases):")
-    for key, label, target in (
-        ("MAE_body", "MAE in the body (Gy)", "<= 1.5"),
-        ("gamma_pass_rate", "gamma 3%/3mm global (%)", ">= 90"),
-        ("PTV70_D95_err", "PTV70 D95 error (Gy)", "|.| <= 1.5"),
-        ("goals_agreement", "clinical goals, pred vs plan agree (%)", ""),
-        ("goals_pass_rate_pred", "clinical goals met by prediction (%)", ""),
-    ):
-        s = m.get(key, {})
-        if s.get("n"):
-            print(f"  {label:<42}{s['mean']:>8.2f} ± {s['sd']:.2f}  (target {target or '-'})")
-    out = Path(summary["output_dir"]).resolve()
-    print(f"report: {out / 'metrics.csv'}, {out / 'summary.json'}\nfigures: {out / 'figures'}")
-    print(f"predictions (NIfTI + RTDOSE): {pred_dir.resolve()}\nwhat-if: {(root / 'what_if').resolve()}")
-    return 1 if summary["failed"] else 0
+    try:
+        result = run_openkbp(opts, report=lambda line: print(line, flush=True))
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"submission files: {(result.prediction_dir / 'submission').resolve()}")
+    return 1 if result.conversion["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--no-dose-prior",
         action="store_true",
-        help="the checkpoint was trained without the arc dose prior channels (bundle: dose_prior 0)",
+        help="the checkpoint was trained without the arc dose prior channels (bundle: prior_channels 0)",
     )
     r.add_argument(
         "--flip-tta",
@@ -459,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=_cmd_predict)
 
-    m = sub.add_parser("main", help="run the main job on the embedded synthetic data")
+    m = sub.add_parser(
+        "demo", aliases=["main"], help="the synthetic end-to-end demo: cohort, conversion, training, prediction, ..."
+    )
     m.add_argument("--workdir", default="runs/default", help="where everything is written (default runs/default)")
     m.add_argument("--cases", type=int, default=32, help="synthetic plans (default 32)")
     m.add_argument(
@@ -473,11 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--config",
-        default=MAIN_CONFIG,
+        default=DEMO_CONFIGS,
         help=f"bundle config overrides, comma-separated: bundle config names (cpu, residual, default) or JSON files "
-        f"(default {MAIN_CONFIG})",
+        f"(default {DEMO_CONFIGS})",
     )
-    m.set_defaults(func=_cmd_main)
+    m.set_defaults(func=_cmd_demo)
+
+    o = sub.add_parser("openkbp", help="OpenKBP job: convert, train, predict and score the challenge's patients")
+    o.add_argument("--data", required=True, help="the challenge's provided-data folder (train-pats/, validation-pats/)")
+    o.add_argument("--workdir", default="runs/openkbp", help="where everything is written (default runs/openkbp)")
+    o.add_argument("--minutes", type=float, default=30.0, help="training budget, minutes (default 30)")
+    o.add_argument("--config", default="cpu,openkbp", help="bundle configs (default cpu,openkbp)")
+    o.add_argument("--lever", default=None, help="more configs on top (model and predictions get their own folders)")
+    o.add_argument("--workers", type=int, default=2)
+    o.set_defaults(func=_cmd_openkbp)
     return p
 
 

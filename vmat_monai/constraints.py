@@ -16,16 +16,16 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "CONSTRAINT_LAYOUT",
     "LAYOUTS",
-    "N_CONSTRAINTS",
     "OPENKBP_LAYOUT",
+    "PROSTATE_LAYOUT",
     "RX_GY",
     "SOURCE_DEFAULT",
     "SOURCE_OVERRIDE",
     "SOURCE_PLAN",
     "ConstraintSpec",
     "ConstraintVector",
+    "goals_to_constraints",
     "layout_for",
     "mirror_constraint_pairs",
     "override_vector",
@@ -91,7 +91,7 @@ class ConstraintSpec:
         return f"{self.structure} V{self.dose_gy:g}Gy <= {100 * self.default_natural:g} %"
 
 
-CONSTRAINT_LAYOUT: tuple[ConstraintSpec, ...] = (
+PROSTATE_LAYOUT: tuple[ConstraintSpec, ...] = (
     ConstraintSpec(0, "ptv70", "target", "PTV70", 70.0, 70.0, "Gy"),
     ConstraintSpec(1, "ptv56", "target", "PTV56", 56.0, 56.0, "Gy"),
     ConstraintSpec(2, "ptv50_4", "target", "PTV50.4", 50.4, 0.0, "Gy"),
@@ -106,7 +106,6 @@ CONSTRAINT_LAYOUT: tuple[ConstraintSpec, ...] = (
     ConstraintSpec(11, "bowel_V45cc", "vx_cc", "Bowel", 45.0, 195.0, "cc"),
     ConstraintSpec(12, "cord_Dmax", "dmax", "SpinalCord", None, 45.0, "Gy"),
 )
-N_CONSTRAINTS = len(CONSTRAINT_LAYOUT)
 
 OPENKBP_LAYOUT: tuple[ConstraintSpec, ...] = (
     ConstraintSpec(0, "ptv70", "target", "PTV70", 70.0, 70.0, "Gy"),
@@ -123,7 +122,7 @@ OPENKBP_LAYOUT: tuple[ConstraintSpec, ...] = (
 """Head-and-neck (OpenKBP) layout: target presence and one protocol goal per organ; per-case
 values come from :func:`vmat_monai.data.openkbp.openkbp_constraints` (documented rule)."""
 
-LAYOUTS: dict[str, tuple[ConstraintSpec, ...]] = {"prostate_sib": CONSTRAINT_LAYOUT, "openkbp_hn": OPENKBP_LAYOUT}
+LAYOUTS: dict[str, tuple[ConstraintSpec, ...]] = {"prostate_sib": PROSTATE_LAYOUT, "openkbp_hn": OPENKBP_LAYOUT}
 
 
 def layout_for(structure_set: str | Any) -> tuple[ConstraintSpec, ...]:
@@ -158,7 +157,37 @@ def mirror_constraint_pairs(structure_set: Any) -> list[tuple[int, int]]:
     return pairs
 
 
-def spec(key: str, layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT) -> ConstraintSpec:
+def goals_to_constraints(
+    goals: Sequence[Mapping[str, Any]], layout: Sequence[ConstraintSpec], mirror_pairs: Sequence[Sequence[str]] = ()
+) -> dict[str, float]:
+    """Map a plan's goals onto the keys of ``layout`` (natural units); goals it does not hold are ignored.
+
+    Each goal is a mapping with ``structure`` (canonical name), ``kind`` (``vx``, ``vx_cc``,
+    ``dmax``, ``dmean``), ``dose_gy`` and ``limit``. A layout entry on both organs of a mirror pair
+    (``Femur`` for ``Femur_L``/``Femur_R``: the entry's structure is the pair's common prefix) takes
+    the goals of either side, keeping the stricter limit.
+    """
+    both_sides = {
+        name: s.structure
+        for pair in mirror_pairs
+        for name in pair
+        for s in layout
+        if s.structure not in pair and all(str(n).startswith(s.structure) for n in pair)
+    }
+    out: dict[str, float] = {}
+    for g in goals:
+        structure = both_sides.get(str(g["structure"]), str(g["structure"]))
+        for s in layout:
+            if s.structure != structure or s.kind != g["kind"]:
+                continue
+            if s.kind in ("dmax", "dmean"):
+                out[s.key] = float(g["dose_gy"])
+            elif s.dose_gy is not None and abs(s.dose_gy - float(g["dose_gy"])) < 1e-6:
+                out[s.key] = min(out.get(s.key, np.inf), float(g["limit"]))
+    return out
+
+
+def spec(key: str, layout: Sequence[ConstraintSpec] = PROSTATE_LAYOUT) -> ConstraintSpec:
     """Look up an entry of ``layout`` by key (case-insensitive)."""
     for s in layout:
         if s.key.lower() == key.lower():
@@ -178,7 +207,7 @@ class ConstraintVector:
 
     natural: np.ndarray
     sources: list[str]
-    layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT
+    layout: tuple[ConstraintSpec, ...] = PROSTATE_LAYOUT
 
     def __post_init__(self) -> None:
         self.natural = np.asarray(self.natural, dtype=np.float64).reshape(-1)
@@ -189,7 +218,7 @@ class ConstraintVector:
             raise ValueError(f"constraint values must be finite and >= 0: {self.natural}")
 
     @classmethod
-    def defaults(cls, layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT) -> ConstraintVector:
+    def defaults(cls, layout: tuple[ConstraintSpec, ...] = PROSTATE_LAYOUT) -> ConstraintVector:
         """The protocol defaults."""
         return cls(np.array([s.default_natural for s in layout]), [SOURCE_DEFAULT] * len(layout), layout)
 
@@ -198,7 +227,7 @@ class ConstraintVector:
         cls,
         goals: Mapping[str, float],
         source: str = SOURCE_PLAN,
-        layout: tuple[ConstraintSpec, ...] = CONSTRAINT_LAYOUT,
+        layout: tuple[ConstraintSpec, ...] = PROSTATE_LAYOUT,
     ) -> ConstraintVector:
         """Defaults overridden by ``goals`` (key -> natural value), each marked with ``source``."""
         return cls.defaults(layout).with_values(goals, source)
@@ -255,7 +284,7 @@ class ConstraintVector:
 
 
 def parse_overrides(
-    items: Sequence[str], layout: Sequence[ConstraintSpec] | None = CONSTRAINT_LAYOUT
+    items: Sequence[str], layout: Sequence[ConstraintSpec] | None = PROSTATE_LAYOUT
 ) -> dict[str, float]:
     """``["rectum_V70=0.10", "bowel_V45cc=150"]`` -> ``{"rectum_V70": 0.1, ...}`` (natural units).
 
@@ -279,7 +308,7 @@ def parse_overrides(
 
 
 def override_vector(
-    vector: Sequence[float], overrides: Mapping[str, float], layout: Sequence[ConstraintSpec] = CONSTRAINT_LAYOUT
+    vector: Sequence[float], overrides: Mapping[str, float], layout: Sequence[ConstraintSpec] = PROSTATE_LAYOUT
 ) -> list[float]:
     """A network-scaled constraint vector with some entries replaced by natural values (Gy, fraction, cc)."""
     v = [float(x) for x in vector]

@@ -82,14 +82,6 @@ class StructureSet:
         except ValueError:
             raise KeyError(f"{name!r} is not in structure set {self.name!r}: {self.channels}") from None
 
-    def mirror_permutation(self) -> list[int]:
-        """Channel permutation that swaps every left/right pair (identity elsewhere)."""
-        perm = list(range(self.n_channels))
-        for left, right in self.mirror_pairs:
-            i, j = self.index(left), self.index(right)
-            perm[i], perm[j] = j, i
-        return perm
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (the format :meth:`from_dict` reads)."""
         return {

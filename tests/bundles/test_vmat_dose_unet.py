@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,16 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "bundles" / "vmat_dose_unet" / "configs"
+BUNDLE = ROOT / "bundles" / "vmat_dose_unet"
+CONFIGS = BUNDLE / "configs"
 TRAIN = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'cpu.json'}']"
 TINY = ["--patch_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--limit_train_batches", "2", "--val_every_n_epochs", "1"]
 CONSTRAINTS = "{'constraints': [[1.0, 0.8, 0.0, 0.5, 0.35, 0.2, 1.07, 0.5, 0.35, 0.25, 0.1, 0.39, 0.64]]}"
 
 
-def _bundle(*args: str) -> subprocess.CompletedProcess:
+def _bundle(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -53,6 +55,12 @@ def test_metadata_has_the_model_zoo_fields():
     ):
         assert key in meta, key
     assert meta["version"] in meta["changelog"]
+    # one version for the package and its bundles (README, "Development")
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == meta["version"]
+    assert meta["required_packages_version"]["vmat-monai"] == meta["version"]
     for section in ("inputs", "outputs"):
         for name, spec in meta["network_data_format"][section].items():
             for key in (
@@ -142,11 +150,51 @@ def bundle_data(converted, tmp_path_factory):
     return path
 
 
-def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def trained(bundle_data, tmp_path_factory):
+    """One epoch trained the model-zoo way: from the bundle's own folder, with relative config paths."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    _bundle(
+        "run",
+        "training",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "['configs/train.json','configs/cpu.json']",
+        "--datalist",
+        str(bundle_data),
+        "--output_dir",
+        str(run),
+        "--epochs",
+        "1",
+        *TINY,
+        cwd=BUNDLE,
+    )
+    return run
+
+
+def test_training_ships_the_network_the_model_zoo_way(trained):
+    import torch
+
+    from vmat_monai.engine.bundle import predictor_from_bundle
+
+    weights = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
+    last = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert weights.keys() == {k[len("network.") :] for k in last if k.startswith("network.")}
+    assert all(torch.equal(weights[k], last[f"network.{k}"]) for k in weights)  # the trained state, nothing else
+    tiny = {"patch_size": [32, 32, 32], "pixdim": [6, 6, 6]}
+    for ckpt in (trained / "models" / "model.pt", trained / "checkpoints" / "last.ckpt"):  # inference takes either
+        predictor = predictor_from_bundle(ckpt, "cpu", tiny, device="cpu")
+        assert predictor.inputs.in_channels == 10
+
+
+def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_cohort, tmp_path, capsys):
+    import shutil
+
     tiny_dicom = tiny_cohort
     run = tmp_path / "run"
+    shutil.copytree(trained, run)
     common = ["--config_file", TRAIN, "--datalist", str(bundle_data), "--output_dir", str(run), *TINY]
-    _bundle("run", "training", *common, "--epochs", "1")
     ckpts = run / "checkpoints"
     assert (ckpts / "last.ckpt").exists() and list(ckpts.glob("best-*.ckpt"))
     # the FiLM network standardises the goals with the training cases' statistics, kept in the checkpoint
@@ -169,7 +217,7 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
         "--config_file",
         infer,
         "--ckpt_path",
-        str(ckpts / "last.ckpt"),
+        str(run / "models" / "model.pt"),
         "--source",
         str(bundle_data),
         "--output_dir",
@@ -200,12 +248,13 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     summary = json.loads((preds / "evaluation" / "summary.json").read_text())
     assert summary["cases"] == [test_case["case_id"]] and summary["metrics"]["gamma_pass_rate"]["n"] == 1
     # straight from DICOM-RT: the study is converted (dose optional) and predicted
+    from vmat_monai.engine.inputs import model_inputs
     from vmat_monai.engine.predict import DosePredictor
     from vmat_monai.networks import cpu_conditioned_unet
 
     dicom_case = next(p for p in tiny_dicom.iterdir() if p.is_dir())
     net = cpu_conditioned_unet(1 + 8 + 1)  # CT, 8 distances, arc dose prior
-    predictor = DosePredictor(net, ckpts / "last.ckpt", roi_size=(32, 32, 32), pixdim=(6, 6, 6), dose_prior=True)
+    predictor = DosePredictor(net, ckpts / "last.ckpt", model_inputs(), roi_size=(32, 32, 32), pixdim=(6, 6, 6))
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
     # the CLI: what-if goals change the prediction and are recorded beside it
@@ -216,7 +265,7 @@ def test_train_resume_and_predict_through_the_bundle(bundle_data, tiny_cohort, t
     base = ["predict", "--ckpt", str(ckpts / "last.ckpt"), "--config", str(tmp_path / "tiny.json")]
     base += ["--source", str(bundle_data), "--device", "cpu"]
     # without --config: the one in the training record beside the checkpoints (as the main job writes it)
-    (run / "training.json").write_text(json.dumps({"variant": str(tmp_path / "tiny.json")}))
+    (run / "training.json").write_text(json.dumps({"configs": str(tmp_path / "tiny.json")}))
     capsys.readouterr()
     unnamed = [b for b in base if b not in ("--config", str(tmp_path / "tiny.json"))]
     assert cli([*unnamed, "--out", str(tmp_path / "own")]) == 0
@@ -267,3 +316,37 @@ def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):
     log = out.stdout + out.stderr
     assert "GLOBAL_RANK: 1" in log and "gloo" in log
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_installed_package_finds_its_bundle_and_predicts(trained, bundle_data, tmp_path):
+    """``pip install .`` (not editable) into a fresh folder: the bundle and the name mapping are package
+    data, and ``vmat-monai predict`` runs from a folder that is not a checkout."""
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target"]
+    proc = subprocess.run([*pip, str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import shutil
+
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' build folder in the checkout
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(
+        json.dumps(json.loads((CONFIGS / "cpu.json").read_text()) | {"patch_size": [32] * 3, "pixdim": [6] * 3})
+    )
+    code = (
+        "import sys, vmat_monai, vmat_monai.cli as cli\n"
+        "from vmat_monai.engine.bundle import bundle_dir\n"
+        "from vmat_monai.structures import default_mapping_path\n"
+        "print(vmat_monai.__file__, bundle_dir(), default_mapping_path())\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    args = ["predict", "--ckpt", str(trained / "models" / "model.pt"), "--config", str(tiny)]
+    args += ["--source", str(bundle_data), "--out", str(tmp_path / "pred"), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    where = run.stdout.splitlines()[0].split()
+    assert all(Path(p).is_relative_to(target) for p in where), where  # nothing from the checkout
+    test_case = json.loads(bundle_data.read_text())["test"][0]
+    assert (tmp_path / "pred" / test_case["case_id"] / "dose_pred.nii.gz").is_file()

@@ -128,9 +128,9 @@ def test_datalist_is_decathlon_style_and_deterministic(converted, tmp_path):
     items = load_decathlon_datalist(str(out / "datalist.json"), data_list_key="training", base_dir=str(out))
     for it in items:
         assert it["image"].endswith("ct.nii.gz") and len(it["constraints"]) == 13
-    from vmat_monai.data.convert import make_datalist
+    from vmat_monai.data.case_folder import make_datalist
 
-    again = make_datalist(out, ConvertOptions(seed=0))
+    again = make_datalist(out, seed=0, structure_set="prostate_sib")
     assert again == dl
 
 

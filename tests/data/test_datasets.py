@@ -7,25 +7,17 @@ import json
 import pytest
 import torch
 
-from vmat_monai.data.datasets import chain_hashing, load_datalist, make_dataset, preset_kwargs
+from vmat_monai.data.datasets import chain_hashing, load_datalist, make_dataset
+from vmat_monai.engine.inputs import model_inputs
 from vmat_monai.structures import PROSTATE_SIB
 from vmat_monai.transforms import train_transforms, val_transforms
 
 
-def test_preset_kwargs_come_from_the_structure_set():
-    kw = preset_kwargs("prostate_sib")
-    assert kw["target_channels"] == [PROSTATE_SIB.index("PTV70"), PROSTATE_SIB.index("PTV56")]
-    assert kw["mirror_pairs"] == [(PROSTATE_SIB.index("Femur_L"), PROSTATE_SIB.index("Femur_R"))]
-    assert kw["target_levels"] == [70.0, 56.0]
-    hn = preset_kwargs("openkbp_hn")
-    assert len(hn["target_channels"]) == 3 and hn["target_levels"] == [70.0, 63.0, 56.0]
-
-
 def test_cached_training_dataset_gives_random_patches(converted):
     out, _ = converted
-    kw = preset_kwargs()
+    spec = model_inputs(prior_channels=0)
     t = train_transforms(
-        kw["target_channels"], kw["mirror_pairs"], patch_size=(32, 32, 32), num_samples=2, pixdim=(4.0, 4.0, 4.0)
+        spec.target_channels, spec.mirror_pairs, patch_size=(32, 32, 32), num_samples=2, pixdim=(4.0, 4.0, 4.0)
     )
     ds = make_dataset(out / "datalist.json", "training", t, cache="memory")
     assert len(ds) >= 1
@@ -34,6 +26,8 @@ def test_cached_training_dataset_gives_random_patches(converted):
     assert not all(torch.equal(x["input"], y["input"]) for x, y in zip(a, b, strict=True))  # fresh patches
     assert float(a[0]["dose"].max()) < 1.2  # dose / Rx
     # the cache is shared without copies: drawing patches must never change it
+    # a patch carries what training uses, not the parts of the input again
+    assert {"input", "dose", "masks", "body", "constraints"} <= set(a[0]) and not {"image", "sdf", "target"} & set(a[0])
     cached = {k: ds._cache[0][k].clone() for k in ("image", "sdf", "masks", "dose")}
     for _ in range(3):
         for patch in ds[0]:
@@ -43,7 +37,7 @@ def test_cached_training_dataset_gives_random_patches(converted):
 
 def test_validation_dataset_full_volume(converted, tmp_path):
     out, _ = converted
-    kw = preset_kwargs()
+    kw = {"target_channels": model_inputs().target_channels}
     ds = make_dataset(
         out / "datalist.json",
         "validation",
@@ -59,7 +53,8 @@ def test_validation_dataset_full_volume(converted, tmp_path):
 def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
     """A chain with the arc dose prior, or with another voxel size, must not read volumes cached by another."""
     out, _ = converted
-    kw = preset_kwargs()
+    spec = model_inputs()
+    kw = {"target_channels": spec.target_channels, "target_levels": spec.target_levels}
     plain = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0))
     with_prior = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0), prior_levels=kw["target_levels"])
     first = make_dataset(out / "datalist.json", "training", plain, cache="disk", cache_dir=tmp_path)[0]

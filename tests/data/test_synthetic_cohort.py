@@ -207,7 +207,7 @@ def test_dose_model_output_is_never_negative():
 def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
     from dataclasses import replace
 
-    from vmat_monai.data.convert import ConvertOptions, make_datalist
+    from vmat_monai.data.case_folder import make_datalist
     from vmat_monai.data.synthetic.cohort import generate_cohort
 
     settings = replace(CohortSettings.tiny(), plans_per_patient=2)
@@ -227,10 +227,10 @@ def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
     tight, loose = sorted(sides[:2], key=lambda s: s["goals_drawn"]["rectum_V50"])
     assert tight["achieved"]["Rectum_Dmean"] < loose["achieved"]["Rectum_Dmean"]
     # converted: one patient's plans never straddle splits
-    from vmat_monai.data.convert import convert_tree
+    from vmat_monai.data.convert import ConvertOptions, convert_tree
 
     convert_tree(tmp_path / "c", tmp_path / "d", ConvertOptions())
-    dl = make_datalist(tmp_path / "d", ConvertOptions(split=(0.5, 0.25, 0.25)))
+    dl = make_datalist(tmp_path / "d", split=(0.5, 0.25, 0.25))
     info = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "d").glob("*/case.json")}
     where = {}
     for split in ("training", "validation", "test"):

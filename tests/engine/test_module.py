@@ -84,7 +84,7 @@ def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
     load_network_weights(other, tmp_path / "m.ckpt")
     pairs = zip(trained.state_dict().values(), other.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    with pytest.raises(RuntimeError, match=r"does not fit the network.*dose_prior"):
+    with pytest.raises(RuntimeError, match=r"does not fit the network.*prior_channels"):
         load_network_weights(ConditionedUNet(3, 9, 1, channels=(8, 16)), tmp_path / "m.ckpt")
     with pytest.raises(FileNotFoundError, match="train first"):
         load_network_weights(other, tmp_path / "missing.ckpt")
@@ -118,6 +118,7 @@ class _LeftOrganAndGoal(torch.nn.Module):
 def test_flip_tta_mirrors_paired_channels_and_goals_and_mirrors_back(tmp_path):
     """Known answer: TTA of "left organ + its goal" is the mean of the left and the right organ + goal."""
     from vmat_monai.constraints import layout_for, spec
+    from vmat_monai.engine.inputs import model_inputs
     from vmat_monai.engine.predict import DosePredictor
     from vmat_monai.structures import get_structure_set
 
@@ -128,10 +129,14 @@ def test_flip_tta_mirrors_paired_channels_and_goals_and_mirrors_back(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(1, 1 + hn.n_channels, 8, 6, 4)
     c = torch.rand(1, len(layout_for(hn)))
-    kw = dict(structure_set="openkbp_hn", roi_size=(8, 6, 4), device="cpu")
-    plain = DosePredictor(_LeftOrganAndGoal(left, g_left), tmp_path / "stub.pt", **kw).predict_relative(x, c)
+    kw = dict(inputs=model_inputs("openkbp_hn", prior_channels=0), roi_size=(8, 6, 4), device="cpu")
+    predictor = DosePredictor(_LeftOrganAndGoal(left, g_left), tmp_path / "stub.pt", **kw)
+    plain = predictor.predict_relative(x, c)
     tta = DosePredictor(_LeftOrganAndGoal(left, g_left), tmp_path / "stub.pt", flip_tta=True, **kw)
     both = tta.predict_relative(x, c)
+    # per call: the same predictor with and without the flip (the what-if loads a checkpoint once)
+    torch.testing.assert_close(predictor.predict_relative(x, c, flip_tta=True), both)
+    torch.testing.assert_close(tta.predict_relative(x, c, flip_tta=False), plain)
     torch.testing.assert_close(plain, x[:, [left]] + c[0, g_left])
     # the mirror image's "left" organ is the right one turned over; mirrored back it lies where it was
     expected = 0.5 * (x[:, [left]] + c[0, g_left] + x[:, [right]] + c[0, g_right])

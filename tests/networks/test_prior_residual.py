@@ -43,7 +43,7 @@ def test_plain_monai_network_gets_constraints_as_channels():
 
 
 def test_without_a_prior_channel_is_refused():
-    with pytest.raises(ValueError, match="dose_prior"):
+    with pytest.raises(ValueError, match="prior_channels"):
         PriorResidual(cpu_conditioned_unet(9, 13, out_activation=None), 0)
     with pytest.raises(ValueError, match="out_activation"):
         ConditionedUNet(out_activation="relu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmat_monai.data.convert import save_nifti
+from vmat_monai.data.case_folder import save_nifti
 from vmat_monai.geometry import Grid
 from vmat_monai.structures import PROSTATE_SIB
 from vmat_monai.transforms import (

@@ -1,16 +1,6 @@
-"""DICOM-RT folders -> case folders (NIfTI + case.json), datalist.json and a QA report.
-
-Case folder (one per patient study, written atomically)::
-
-    DATA_DIR/<case_id>/ct.nii.gz      CT in HU (int16), CT grid
-    DATA_DIR/<case_id>/dose.nii.gz    dose in Gy (float32) on the CT grid (absent if no RTDOSE)
-    DATA_DIR/<case_id>/masks.nii.gz   binary masks (uint8), 4D: x, y, z, channel (structure-set order)
-    DATA_DIR/<case_id>/body.nii.gz    external contour (uint8); OpenKBP: the possible-dose mask
-    DATA_DIR/<case_id>/case.json      prescription, fractions, constraints with sources, structures, QA
-    DATA_DIR/datalist.json            MONAI decathlon-style lists with relative paths
-    DATA_DIR/qa_report.csv|json       one row per case: status, warnings, errors, dose metrics
-
-NIfTI files carry the RAS affine of the CT grid (converted from DICOM LPS).
+"""DICOM-RT folders (or research NPZ files, or OpenKBP patients) -> case folders, datalist.json and a
+QA report (``qa_report.csv|json``: one row per case with status, warnings, errors and target dose
+metrics). The case folder and the datalist are defined in :mod:`vmat_monai.data.case_folder`.
 """
 
 from __future__ import annotations
@@ -26,16 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from vmat_monai.atomic import atomic_dir, atomic_file, write_csv_atomic, write_text_atomic
-from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, layout_for
-from vmat_monai.data.openkbp import OpenKBPInputError
+from vmat_monai.atomic import write_csv_atomic, write_text_atomic
+from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, goals_to_constraints, layout_for
+from vmat_monai.data.case_folder import CASE_JSON, case_info, make_datalist, target_qa, write_case_folder
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
 from vmat_monai.dicom.readers import (
     CaseFiles,
     DicomInputError,
     discover,
     duplicate_roi_names,
-    goals_to_constraints,
     load_rtstruct,
     read_ct,
     read_plan,
@@ -44,14 +33,11 @@ from vmat_monai.dicom.readers import (
     referenced_ct_series,
     roi_mask,
 )
-from vmat_monai.geometry import Grid
+from vmat_monai.errors import SourceInputError
 from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB, NameMatcher, StructureSet, get_structure_set
 
-__all__ = ["ConvertOptions", "convert_case", "convert_tree", "make_datalist", "save_nifti", "write_case_folder"]
-
-CASE_JSON = "case.json"
-SCHEMA_VERSION = 1
+__all__ = ["ConvertOptions", "convert_case", "convert_tree"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +45,7 @@ class ConvertOptions:
     """Options of ``vmat-monai convert``.
 
     Args:
-        structure_set: name or JSON path of the structure set.
+        structure_set: name or JSON path of the structure set (or the set itself).
         mapping: path of the structure-name mapping (default: repository oar_mapping.json).
         allow_missing_dose: convert cases without RTDOSE (inference-only cases).
         keep_phi: keep PatientID as the case id and in case.json (default: hashed id only).
@@ -70,7 +56,7 @@ class ConvertOptions:
             ``"openkbp"`` (the OpenKBP challenge's sparse-CSV patients).
     """
 
-    structure_set: str = "prostate_sib"
+    structure_set: str | StructureSet = "prostate_sib"
     mapping: str | None = None
     allow_missing_dose: bool = False
     keep_phi: bool = False
@@ -78,18 +64,6 @@ class ConvertOptions:
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     source_format: str = "dicom"
-
-
-def save_nifti(array_zyx: np.ndarray, grid: Grid, path: Path, dtype: type = np.float32) -> None:
-    """Write an array indexed [z, y, x] (or [c, z, y, x]) as NIfTI (x, y, z[, c]) with the RAS affine."""
-    import nibabel as nib
-
-    arr = np.asarray(array_zyx)
-    data = arr.transpose(2, 1, 0) if arr.ndim == 3 else arr.transpose(3, 2, 1, 0)
-    img = nib.Nifti1Image(np.ascontiguousarray(data.astype(dtype)), grid.affine_ras())
-    img.header.set_xyzt_units("mm")
-    with atomic_file(path) as tmp:
-        nib.save(img, str(tmp))
 
 
 def case_id_for(files: CaseFiles, keep_phi: bool) -> str:
@@ -100,20 +74,8 @@ def case_id_for(files: CaseFiles, keep_phi: bool) -> str:
     return f"case_{h}"
 
 
-def _dvh_metrics(dose: np.ndarray, mask: np.ndarray, rx: float) -> dict[str, float]:
-    d = dose[mask]
-    if d.size == 0:
-        return {}
-    return {
-        "D95": float(np.percentile(d, 5)),
-        "D50": float(np.percentile(d, 50)),
-        "Dmean": float(d.mean()),
-        "V95pct": float((d >= 0.95 * rx).mean()),
-    }
-
-
 def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
-    """Convert one study. Returns the QA row; raises DicomInputError for unusable input."""
+    """Convert one study. Returns the QA row; raises :class:`DicomInputError` for unusable input."""
     sset: StructureSet = get_structure_set(opts.structure_set)
     matcher = NameMatcher(opts.mapping)
     case_id = case_id_for(files, opts.keep_phi)
@@ -170,7 +132,6 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
     else:
         body = ct.hu > -350
         warnings.append("no external contour found; BODY = CT > -350 HU")
-    missing = [c for c in sset.channels if c not in original]
 
     # plan: prescription, fractions, goals
     roi_canonical = {roi_numbers[v]: k for k, v in original.items()}
@@ -183,7 +144,10 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
             if roi in roi_canonical and roi_canonical[roi] in prescription:
                 prescription[roi_canonical[roi]] = dose_gy
         fractions = plan.fractions or fractions
-        plan_goals = goals_to_constraints(plan.goals, roi_canonical)
+        goals = [
+            {**g, "structure": roi_canonical[g["roi_number"]]} for g in plan.goals if g["roi_number"] in roi_canonical
+        ]
+        plan_goals = goals_to_constraints(goals, layout_for(sset), sset.mirror_pairs)
     else:
         warnings.append("no RTPLAN: prescription, fractions and goals from the protocol defaults")
     layout = layout_for(sset)
@@ -217,30 +181,26 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
     else:
         warnings.append("no RTDOSE: converted for inference only")
 
-    qa = _target_qa(dose, masks, sset, original, prescription, warnings) if dose is not None else {}
-    info = {
-        "schema_version": SCHEMA_VERSION,
-        "case_id": case_id,
-        "source_format": "dicom",
-        "structure_set": sset.name,
-        "channels": list(sset.channels),
-        "prescription_gy": prescription,
-        "primary_prescription_gy": float(prescription[primary]),
-        "fractions": fractions,
-        "constraints": cv.to_dict(),
-        "structures_found": original,
-        "structures_missing": missing,
-        "unmatched_names": match.unmatched,
-        "helper_names": match.helpers,
-        "spacing_mm": list(ct.grid.spacing),
-        "shape_zyx": list(ct.grid.shape),
-        "has_dose": dose is not None,
-        "dose": dose_info,
-        "qa": qa,
-        "warnings": warnings,
-        "source_hash": hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
-        "patient_hash": hashlib.sha256(files.patient_id.encode()).hexdigest()[:16],
-    }
+    qa = target_qa(dose, masks, sset, original, prescription, warnings) if dose is not None else {}
+    info = case_info(
+        case_id,
+        "dicom",
+        sset,
+        prescription_gy=prescription,
+        primary_prescription_gy=prescription[primary],
+        fractions=fractions,
+        constraints=cv,
+        structures_found=original,
+        grid=ct.grid,
+        has_dose=dose is not None,
+        dose=dose_info,
+        qa=qa,
+        warnings=warnings,
+        source_hash=hashlib.sha256(f"{files.patient_id}|{files.study_uid}".encode()).hexdigest()[:16],
+        unmatched_names=match.unmatched,
+        helper_names=match.helpers,
+        patient_hash=hashlib.sha256(files.patient_id.encode()).hexdigest()[:16],
+    )
     if opts.keep_phi:
         info["patient_id"] = files.patient_id
         info["study_uid"] = files.study_uid
@@ -256,38 +216,31 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
     """Convert one research NPZ case (see vmat_monai.data.research_npz) to a case folder."""
     sset = get_structure_set(opts.structure_set)
     if sset.channels != PROSTATE_SIB.channels:
-        raise DicomInputError(f"{path}: research NPZ cases hold the prostate set; use --structure-set prostate_sib")
+        raise SourceInputError(f"{path}: research NPZ cases hold the prostate set; use --structure-set prostate_sib")
     case = read_research_npz(path)
     warnings = [*case.warnings, "no external contour in NPZ; BODY = CT > -350 HU"]
     found = {c: c for i, c in enumerate(sset.channels) if case.masks[i].any()}
     if sset.primary_target not in found:
-        raise DicomInputError(f"{path}: the primary target {sset.primary_target} mask is empty")
+        raise SourceInputError(f"{path}: the primary target {sset.primary_target} mask is empty")
     prescription = {t: (case.prescription_gy if t == sset.primary_target else d) for t, d in sset.targets.items()}
-    qa = _target_qa(case.dose_gy, case.masks, sset, found, prescription, warnings)
-    info = {
-        "schema_version": SCHEMA_VERSION,
-        "case_id": npz_case_id(path, opts.keep_phi),
-        "source_format": "research_npz",
-        "structure_set": sset.name,
-        "channels": list(sset.channels),
-        "prescription_gy": prescription,
-        "primary_prescription_gy": case.prescription_gy,
-        "fractions": sset.fractions,
-        "constraints": case.constraints.to_dict(),
-        "structures_found": found,
-        "structures_missing": [c for c in sset.channels if c not in found],
-        "unmatched_names": [],
-        "helper_names": [],
-        "spacing_mm": list(case.grid.spacing),
-        "shape_zyx": list(case.grid.shape),
-        "has_dose": True,
-        "dose": {"interpolation": "none (already on the CT grid in the NPZ)"},
-        "qa": qa,
-        "warnings": warnings,
-        "source_hash": hashlib.sha256(path.stem.encode()).hexdigest()[:16],
-    }
-    if opts.keep_phi:
-        info["source_file"] = str(path)
+    qa = target_qa(case.dose_gy, case.masks, sset, found, prescription, warnings)
+    info = case_info(
+        npz_case_id(path, opts.keep_phi),
+        "research_npz",
+        sset,
+        prescription_gy=prescription,
+        primary_prescription_gy=case.prescription_gy,
+        fractions=sset.fractions,
+        constraints=case.constraints,
+        structures_found=found,
+        grid=case.grid,
+        has_dose=True,
+        dose={"interpolation": "none (already on the CT grid in the NPZ)"},
+        qa=qa,
+        warnings=warnings,
+        source_hash=hashlib.sha256(path.stem.encode()).hexdigest()[:16],
+        **({"source_file": str(path)} if opts.keep_phi else {}),
+    )
     write_case_folder(out_dir, info, case.ct_hu, case.grid, case.masks, case.ct_hu > -350, case.dose_gy)
     return _qa_row(info, "converted")
 
@@ -302,10 +255,10 @@ def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> d
 
     sset = get_structure_set(opts.structure_set)
     if sset.name != "openkbp_hn":
-        raise DicomInputError(f"{folder}: OpenKBP patients hold the head-and-neck set; use --structure-set openkbp_hn")
+        raise SourceInputError(f"{folder}: OpenKBP patients hold the head-and-neck set; use --structure-set openkbp_hn")
     pt = read_openkbp_patient(folder, sset)
     if pt.dose_gy is None and not opts.allow_missing_dose:
-        raise DicomInputError(f"{folder}: no dose.csv; use --allow-missing-dose for test patients")
+        raise SourceInputError(f"{folder}: no dose.csv; use --allow-missing-dose for test patients")
     warnings: list[str] = []
     masks = np.zeros((sset.n_channels, *pt.ct_hu.shape), dtype=bool)
     for name, m in pt.masks.items():
@@ -313,77 +266,30 @@ def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> d
     found = {c: c for c in sset.channels if c in pt.masks and pt.masks[c].any()}
     primary = max((t for t in sset.targets if t in found), key=lambda t: sset.targets[t], default=None)
     if primary is None:
-        raise DicomInputError(f"{folder}: no target mask (PTV70/PTV63/PTV56) is present")
+        raise SourceInputError(f"{folder}: no target mask (PTV70/PTV63/PTV56) is present")
     prescription = dict(sset.targets)
     cv = openkbp_constraints(pt, sset)
-    qa = _target_qa(pt.dose_gy, masks, sset, found, prescription, warnings) if pt.dose_gy is not None else {}
-    split_hint = "test" if folder.parent.name.startswith(("validation", "test")) else "training"
-    info = {
-        "schema_version": SCHEMA_VERSION,
-        "case_id": folder.name,
-        "source_format": "openkbp",
-        "structure_set": sset.name,
-        "channels": list(sset.channels),
-        "prescription_gy": prescription,
-        "primary_prescription_gy": float(sset.prescription_gy),
-        "fractions": sset.fractions,
-        "constraints": cv.to_dict(),
-        "structures_found": found,
-        "structures_missing": [c for c in sset.channels if c not in found],
-        "unmatched_names": [],
-        "helper_names": [],
-        "spacing_mm": list(pt.grid.spacing),
-        "shape_zyx": list(pt.grid.shape),
-        "has_dose": pt.dose_gy is not None,
-        "dose": {"interpolation": "none (OpenKBP dose is on the CT grid)"},
-        "body": "possible-dose mask of the challenge",
-        "split_hint": split_hint,
-        "qa": qa,
-        "warnings": warnings,
-        "source_hash": hashlib.sha256(f"{folder.parent.name}/{folder.name}".encode()).hexdigest()[:16],
-    }
+    qa = target_qa(pt.dose_gy, masks, sset, found, prescription, warnings) if pt.dose_gy is not None else {}
+    info = case_info(
+        folder.name,
+        "openkbp",
+        sset,
+        prescription_gy=prescription,
+        primary_prescription_gy=sset.prescription_gy,
+        fractions=sset.fractions,
+        constraints=cv,
+        structures_found=found,
+        grid=pt.grid,
+        has_dose=pt.dose_gy is not None,
+        dose={"interpolation": "none (OpenKBP dose is on the CT grid)"},
+        qa=qa,
+        warnings=warnings,
+        source_hash=hashlib.sha256(f"{folder.parent.name}/{folder.name}".encode()).hexdigest()[:16],
+        body="possible-dose mask of the challenge",
+        split_hint="test" if folder.parent.name.startswith(("validation", "test")) else "training",
+    )
     write_case_folder(out_dir, info, pt.ct_hu, pt.grid, masks, pt.possible_dose_mask, pt.dose_gy)
     return _qa_row(info, "converted")
-
-
-def _target_qa(
-    dose: np.ndarray,
-    masks: np.ndarray,
-    sset: StructureSet,
-    found: dict[str, str],
-    prescription: dict[str, float],
-    warnings: list[str],
-) -> dict[str, float]:
-    """D95/D50/Dmean/V95% of every target present; warns when the primary D95 is off by > 5 %."""
-    qa: dict[str, float] = {}
-    for t, rx in sset.targets.items():
-        if t in found:
-            qa.update({f"{t}_{k}": round(v, 4) for k, v in _dvh_metrics(dose, masks[sset.index(t)], rx).items()})
-    primary = sset.primary_target
-    pd95 = qa.get(f"{primary}_D95")
-    if pd95 is not None and abs(pd95 - prescription[primary]) > 0.05 * prescription[primary]:
-        warnings.append(f"{primary} D95 {pd95:.2f} Gy differs from the prescription by more than 5 %")
-    return qa
-
-
-def write_case_folder(
-    out_dir: Path,
-    info: dict[str, Any],
-    ct_hu: np.ndarray,
-    grid: Grid,
-    masks: np.ndarray,
-    body: np.ndarray,
-    dose: np.ndarray | None,
-) -> Path:
-    """Write one case folder atomically: NIfTI volumes (arrays [z, y, x] on ``grid``) and case.json."""
-    with atomic_dir(out_dir / info["case_id"]) as tmp:
-        save_nifti(np.clip(np.rint(ct_hu), -32768, 32767), grid, tmp / "ct.nii.gz", np.int16)
-        save_nifti(masks, grid, tmp / "masks.nii.gz", np.uint8)
-        save_nifti(body, grid, tmp / "body.nii.gz", np.uint8)
-        if dose is not None:
-            save_nifti(dose, grid, tmp / "dose.nii.gz", np.float32)
-        (tmp / CASE_JSON).write_text(json.dumps(info, indent=2))
-    return out_dir / info["case_id"]
 
 
 def _scrub(text: str, files: CaseFiles) -> str:
@@ -413,9 +319,7 @@ def _convert_worker(args: tuple[str, CaseFiles | Path, str, ConvertOptions]) -> 
         if isinstance(source, Path):
             return convert_npz_case(source, Path(out), opts)
         return convert_case(source, Path(out), opts)
-    except DicomInputError as exc:
-        msg = str(exc)
-    except OpenKBPInputError as exc:
+    except SourceInputError as exc:
         msg = str(exc)
     except Exception as exc:  # unexpected: still a per-case failure, never the whole batch
         msg = f"{type(exc).__name__}: {exc}"
@@ -432,83 +336,16 @@ def _sources(input_dir: str | Path, opts: ConvertOptions) -> tuple[list[tuple[st
     if opts.source_format == "npz":
         root = Path(input_dir)
         if not root.is_dir():
-            raise DicomInputError(f"input folder {root} does not exist or is not a folder")
+            raise SourceInputError(f"input folder {root} does not exist or is not a folder")
         return [(npz_case_id(p, opts.keep_phi), p) for p in sorted(root.rglob("*.npz"))], []
     if opts.source_format == "openkbp":
-        from vmat_monai.data.openkbp import OpenKBPInputError, find_patients
+        from vmat_monai.data.openkbp import find_patients
 
-        try:
-            return [(p.name, p) for p in find_patients(input_dir)], []
-        except OpenKBPInputError as exc:
-            raise DicomInputError(str(exc)) from None
+        return [(p.name, p) for p in find_patients(input_dir)], []
     if opts.source_format != "dicom":
         raise ValueError(f"unknown --format {opts.source_format!r}: use dicom, npz or openkbp")
     cases, problems = discover(input_dir)
     return [(case_id_for(c, opts.keep_phi), c) for c in cases], problems
-
-
-def make_datalist(out_dir: Path, opts: ConvertOptions) -> dict[str, Any]:
-    """Build datalist.json from every finished case folder (deterministic split from the seed)."""
-    cases = []
-    for p in sorted(out_dir.iterdir()):
-        cj = p / CASE_JSON
-        if p.is_dir() and not p.name.startswith(".") and cj.exists():
-            cases.append(json.loads(cj.read_text()))
-    fixed_test = sorted(c["case_id"] for c in cases if c["has_dose"] and c.get("split_hint") == "test")
-    # one patient's studies stay in one split: the split is drawn over patients
-    groups: dict[str, list[str]] = {}
-    for c in sorted(cases, key=lambda c: c["case_id"]):
-        if c["has_dose"] and c["case_id"] not in fixed_test:
-            groups.setdefault(c.get("patient_hash", c["case_id"]), []).append(c["case_id"])
-    keys = sorted(groups)
-    rng = np.random.default_rng(opts.seed)
-    order = [keys[i] for i in rng.permutation(len(keys))]
-    n = len(order)
-    if fixed_test:  # the source fixes the test set (OpenKBP validation/test patients)
-        n_val = max(round(n * opts.split[1] / (opts.split[0] + opts.split[1])), 1 if n >= 2 else 0)
-        n_test = 0
-    else:
-        n_val = round(n * opts.split[1])
-        n_test = round(n * opts.split[2])
-        if n >= 3:
-            n_val, n_test = max(n_val, 1), max(n_test, 1)
-    n_train = n - n_val - n_test
-
-    def cases_of(keys: list[str]) -> list[str]:
-        return sorted(cid for k in keys for cid in groups[k])
-
-    parts = {
-        "training": cases_of(order[:n_train]),
-        "validation": cases_of(order[n_train : n_train + n_val]),
-        "test": sorted(cases_of(order[n_train + n_val :]) + fixed_test),
-    }
-    by_id = {c["case_id"]: c for c in cases}
-
-    def entry(cid: str) -> dict[str, Any]:
-        c = by_id[cid]
-        e = {
-            "case_id": cid,
-            "image": f"{cid}/ct.nii.gz",
-            "masks": f"{cid}/masks.nii.gz",
-            "body": f"{cid}/body.nii.gz",
-            "constraints": c["constraints"]["vector"],
-            "prescription_gy": c["primary_prescription_gy"],
-        }
-        if c["has_dose"]:
-            e["dose"] = f"{cid}/dose.nii.gz"
-        return e
-
-    datalist = {
-        "name": "vmat-monai",
-        "description": "DICOM-RT converted by vmat-monai convert",
-        "structure_set": opts.structure_set,
-        "channels": cases[0]["channels"] if cases else [],
-        "seed": opts.seed,
-        **{k: [entry(c) for c in v] for k, v in parts.items()},
-        "inference": [entry(c["case_id"]) for c in cases if not c["has_dose"]],
-    }
-    write_text_atomic(out_dir / "datalist.json", json.dumps(datalist, indent=2))
-    return datalist
 
 
 def convert_tree(
@@ -525,7 +362,7 @@ def convert_tree(
     """
     out = Path(output_dir)
     if Path(input_dir).resolve() == out.resolve():
-        raise DicomInputError("--output must differ from --input (never write into the user's data)")
+        raise SourceInputError("--output must differ from --input (never write into the user's data)")
     out.mkdir(parents=True, exist_ok=True)
     cases, problems = _sources(input_dir, opts)
     rows: list[dict[str, Any]] = []
@@ -547,7 +384,8 @@ def convert_tree(
             progress(done, len(cases), row["case_id"])
     seconds = time.perf_counter() - t0
     rows.sort(key=lambda r: r["case_id"])
-    datalist = make_datalist(out, opts)
+    label = opts.structure_set if isinstance(opts.structure_set, str) else opts.structure_set.name
+    datalist = make_datalist(out, opts.seed, opts.split, label)
     failed = [r for r in rows if r["status"] == "failed"]
     summary = {
         "n_studies": len(cases),

@@ -19,9 +19,7 @@ import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
-from vmat_monai.structures import StructureSet, get_structure_set
-
-__all__ = ["PATH_KEYS", "chain_hashing", "load_datalist", "make_dataset", "preset_kwargs"]
+__all__ = ["PATH_KEYS", "chain_hashing", "load_datalist", "make_dataset"]
 
 PATH_KEYS = ("image", "dose", "masks", "body")
 SPLITS = ("training", "validation", "test", "inference")
@@ -92,21 +90,6 @@ def make_dataset(
     if cache == "none":
         return Dataset(items, transform)
     raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
-
-
-def preset_kwargs(structure_set: str | Path | StructureSet | None = None) -> dict[str, Any]:
-    """Target channels, their dose levels (Gy), mirror pairs, constraint-vector length and the vector's
-    left/right pairs of a structure set, for the presets."""
-    from vmat_monai.constraints import layout_for, mirror_constraint_pairs
-
-    s = get_structure_set(structure_set)
-    return {
-        "target_channels": [s.index(t) for t in s.targets],
-        "target_levels": [float(s.targets[t]) for t in s.targets],
-        "mirror_pairs": [(s.index(a), s.index(b)) for a, b in s.mirror_pairs],
-        "n_constraints": len(layout_for(s)),
-        "constraint_pairs": mirror_constraint_pairs(s),
-    }
 
 
 def _describe(obj: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vmat_monai.constraints import OPENKBP_LAYOUT, RX_GY, SOURCE_DEFAULT, ConstraintVector
+from vmat_monai.errors import SourceInputError
 from vmat_monai.geometry import Grid
 from vmat_monai.structures import OPENKBP_HN, StructureSet
 
@@ -50,7 +51,7 @@ NEAR_PTV_MM = 5.0
 SOURCE_RULE = "openkbp_rule"
 
 
-class OpenKBPInputError(Exception):
+class OpenKBPInputError(SourceInputError):
     """A patient folder that cannot be read (message names the file and what to do)."""
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from vmat_monai.constraints import CONSTRAINT_LAYOUT, N_CONSTRAINTS, ConstraintVector
-from vmat_monai.dicom.readers import DicomInputError
+from vmat_monai.constraints import PROSTATE_LAYOUT, ConstraintVector
+from vmat_monai.errors import SourceInputError
 from vmat_monai.geometry import Grid
 from vmat_monai.structures import PROSTATE_SIB
 
@@ -62,15 +62,15 @@ def _to_zyx(a: np.ndarray) -> np.ndarray:
 
 
 def read_research_npz(path: str | Path) -> ResearchCase:
-    """Read one research NPZ case; raises DicomInputError naming the file and the problem."""
+    """Read one research NPZ case; raises SourceInputError naming the file and the problem."""
     path = Path(path)
     try:
         data = np.load(str(path), allow_pickle=True)
     except Exception as exc:
-        raise DicomInputError(f"{path}: unreadable NPZ ({type(exc).__name__}: {exc})") from None
+        raise SourceInputError(f"{path}: unreadable NPZ ({type(exc).__name__}: {exc})") from None
     missing = [k for k in ("ct", "dose", "masks", "constraints") if k not in data.files]
     if missing:
-        raise DicomInputError(f"{path}: NPZ lacks {missing}; expected the research format (ct, dose, masks, ...)")
+        raise SourceInputError(f"{path}: NPZ lacks {missing}; expected the research format (ct, dose, masks, ...)")
     warnings: list[str] = []
     meta: dict[str, Any] = {}
     if "metadata" in data.files:
@@ -79,16 +79,16 @@ def read_research_npz(path: str | Path) -> ResearchCase:
     ct, dose, masks = data["ct"], data["dose"], data["masks"]
     n = PROSTATE_SIB.n_channels
     if ct.ndim != 3 or dose.shape != ct.shape or masks.shape != (n, *ct.shape):
-        raise DicomInputError(
+        raise SourceInputError(
             f"{path}: shapes ct {ct.shape}, dose {dose.shape}, masks {masks.shape} do not match (Y, X, Z) and "
             f"({n}, Y, X, Z)"
         )
     for name, arr in (("ct", ct), ("dose", dose)):
         if not np.all(np.isfinite(arr)):
-            raise DicomInputError(f"{path}: {name} contains NaN/inf values")
+            raise SourceInputError(f"{path}: {name} contains NaN/inf values")
     vec = np.asarray(data["constraints"], dtype=np.float64).reshape(-1)
-    if vec.shape != (N_CONSTRAINTS,):
-        raise DicomInputError(f"{path}: constraints has {vec.size} values, expected {N_CONSTRAINTS}")
+    if vec.shape != (len(PROSTATE_LAYOUT),):
+        raise SourceInputError(f"{path}: constraints has {vec.size} values, expected {len(PROSTATE_LAYOUT)}")
     if "voxel_spacing_mm" in meta:
         sp_yxz = tuple(float(v) for v in meta["voxel_spacing_mm"])
     elif "target_spacing_mm" in meta:
@@ -107,8 +107,8 @@ def read_research_npz(path: str | Path) -> ResearchCase:
     )
     ct_zyx = _to_zyx(ct)
     grid = Grid(origin, (sp_yxz[1], sp_yxz[0], sp_yxz[2]), ct_zyx.shape)  # type: ignore[arg-type]
-    scales = np.array([s.scale for s in CONSTRAINT_LAYOUT])
-    cv = ConstraintVector(vec * scales, [SOURCE_NPZ] * N_CONSTRAINTS)
+    scales = np.array([s.scale for s in PROSTATE_LAYOUT])
+    cv = ConstraintVector(vec * scales, [SOURCE_NPZ] * len(PROSTATE_LAYOUT))
     return ResearchCase(
         ct_hu=(ct_zyx.astype(np.float32) - 0.5) * 4000.0,
         dose_gy=_to_zyx(dose).astype(np.float32) * rx,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from vmat_monai.constraints import CONSTRAINT_LAYOUT
+from vmat_monai.errors import SourceInputError
 from vmat_monai.geometry import Grid
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "PlanInfo",
     "discover",
     "duplicate_roi_names",
-    "goals_to_constraints",
     "load_rtstruct",
     "read_ct",
     "read_plan",
@@ -38,7 +37,7 @@ __all__ = [
 ]
 
 
-class DicomInputError(Exception):
+class DicomInputError(SourceInputError):
     """A problem with the input DICOM that the user must fix (message names file and fix)."""
 
 
@@ -401,22 +400,3 @@ def read_plan(path: Path) -> PlanInfo:
         n = ds.FractionGroupSequence[0].get("NumberOfFractionsPlanned")
         fx = int(n) if n is not None else None
     return PlanInfo(presc, fx, goals, str(ds.get("RTPlanLabel", "")))
-
-
-def goals_to_constraints(goals: list[dict[str, Any]], roi_canonical: Mapping[int, str]) -> dict[str, float]:
-    """Map plan goals onto constraint-vector keys (natural units); goals we do not model are ignored."""
-    out: dict[str, float] = {}
-    for g in goals:
-        canon = roi_canonical.get(int(g["roi_number"]))
-        if canon is None:
-            continue
-        organ = "Femur" if canon in ("Femur_L", "Femur_R") else canon
-        for spec in CONSTRAINT_LAYOUT:
-            if spec.structure != organ or spec.kind != g["kind"]:
-                continue
-            if spec.kind == "dmax":
-                out[spec.key] = float(g["dose_gy"])
-            elif spec.dose_gy is not None and abs(spec.dose_gy - float(g["dose_gy"])) < 1e-6:
-                # both femoral heads carry the goal: keep the stricter value
-                out[spec.key] = min(out.get(spec.key, np.inf), float(g["limit"]))
-    return out

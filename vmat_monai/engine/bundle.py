@@ -1,4 +1,11 @@
-"""The ``vmat_dose_unet`` bundle from Python: where it is, its configs, a predictor built from them."""
+"""The ``vmat_dose_unet`` bundle from Python: where it is, its configs, its weights, a predictor built from them.
+
+The bundle folder ships inside the installed package (``vmat_monai/bundles/<name>``; in a checkout
+that is a link to the top-level ``bundles/``), so it is found without a checkout and from any
+working folder. A *configs* list names the override files stacked on a base config: bundle config
+names (``cpu``, ``residual``, ``openkbp``) or JSON files, comma-separated, applied in order;
+``default`` (or nothing) adds none.
+"""
 
 from __future__ import annotations
 
@@ -6,72 +13,87 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_NAME", "absolute_variant", "bundle_dir", "config_files", "predictor_from_bundle"]
+import torch
+from torch import nn
+
+from vmat_monai.atomic import atomic_file
+
+__all__ = [
+    "BUNDLE_NAME",
+    "absolute_configs",
+    "bundle_dir",
+    "config_entries",
+    "config_files",
+    "predictor_from_bundle",
+    "save_model_weights",
+]
 
 BUNDLE_NAME = "vmat_dose_unet"
 
 
-def bundle_dir() -> Path:
-    """The bundle folder of this checkout (``bundles/vmat_dose_unet`` beside the package)."""
-    d = Path(__file__).resolve().parents[2] / "bundles" / BUNDLE_NAME
+def bundle_dir(name: str = BUNDLE_NAME) -> Path:
+    """The bundle folder shipped with the installed package (``bundle_root`` of the configs)."""
+    d = Path(__file__).resolve().parents[1] / "bundles" / name
     if not (d / "configs").is_dir():
-        raise FileNotFoundError(f"bundle folder {d} not found: run from a checkout of vmat-monai")
+        raise FileNotFoundError(f"bundle folder {d} not found: reinstall vmat-monai (the bundles are package data)")
     return d
 
 
-def _entries(variant: str | None) -> list[str]:
-    """The comma-separated entries of a ``variant``, stripped, empty ones dropped."""
-    return [v.strip() for v in (variant or "").split(",") if v.strip()]
+def config_entries(configs: str | None) -> list[str]:
+    """The comma-separated entries of a configs list, stripped, empty ones dropped."""
+    return [v.strip() for v in (configs or "").split(",") if v.strip()]
 
 
-def absolute_variant(variant: str) -> str:
-    """``variant`` with its JSON files as absolute paths (bundle config names unchanged), so that it
+def absolute_configs(configs: str) -> str:
+    """``configs`` with its JSON files as absolute paths (bundle config names unchanged), so that it
     names the same configs from any working folder."""
-    return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in _entries(variant))
+    return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in config_entries(configs))
 
 
-def config_files(base: str, variant: str | None) -> list[str]:
-    """``configs/<base>.json`` plus overrides: bundle config names (``cpu``, ``openkbp``) or JSON paths,
-    comma-separated and applied in order (``"cpu,openkbp"``); ``default`` or None adds nothing."""
-    configs = bundle_dir() / "configs"
-    files = [str(configs / f"{base}.json")]
-    for v in _entries(variant):
+def config_files(base: str, configs: str | None) -> list[str]:
+    """``configs/<base>.json`` of the bundle plus the overrides of ``configs`` (see the module docstring)."""
+    folder = bundle_dir() / "configs"
+    files = [str(folder / f"{base}.json")]
+    for v in config_entries(configs):
         if v == "default":
             continue
         path = Path(v)
         if not path.suffix:
-            path = configs / f"{v}.json"
+            path = folder / f"{v}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"config {v!r} not found (tried {path}); use cpu, openkbp, default or a JSON file")
+            raise FileNotFoundError(
+                f"config {v!r} not found (tried {path}); use cpu, residual, openkbp, default or a JSON file"
+            )
         files.append(str(path.resolve()))
     return files
 
 
+def save_model_weights(trainer: Any, network: nn.Module, path: str | Path) -> Path | None:
+    """Write the trained network's state dict to ``path`` (the model zoo's ``models/model.pt``, loaded
+    with ``weights_only=True``), atomically and from the global-zero process only."""
+    if not getattr(trainer, "is_global_zero", True):
+        return None
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    with atomic_file(Path(path)) as tmp:
+        torch.save(state, str(tmp))
+    return Path(path)
+
+
 def predictor_from_bundle(
     ckpt_path: str | Path,
-    variant: str | None = "cpu",
+    configs: str | None = "cpu",
     overrides: Mapping[str, Any] | None = None,
     **predictor_kwargs: Any,
 ) -> Any:
-    """A :class:`~vmat_monai.engine.predict.DosePredictor` with the network and window of the bundle's
-    ``inference.json`` (+ ``variant``), loading ``ckpt_path``; ``predictor_kwargs`` override its arguments."""
+    """A :class:`~vmat_monai.engine.predict.DosePredictor` built by the bundle's ``inference.json``
+    (+ ``configs``, + ``overrides`` of config ids), loading ``ckpt_path`` (a Lightning checkpoint or
+    ``models/model.pt``); ``predictor_kwargs`` override the predictor's arguments."""
     from monai.bundle import ConfigParser
 
-    from vmat_monai.engine.predict import DosePredictor
-
     parser = ConfigParser()
-    parser.read_config(config_files("inference", variant))
-    for k, v in (overrides or {}).items():
+    parser.read_config(config_files("inference", configs))
+    for k, v in {**(overrides or {}), "ckpt_path": str(ckpt_path)}.items():
         parser[k] = v
-    kwargs: dict[str, Any] = {
-        "structure_set": parser["structure_set"],
-        "roi_size": parser["patch_size"],
-        "sw_batch_size": parser["sw_batch_size"],
-        "overlap": parser["sw_overlap"],
-        "pixdim": parser["pixdim"],
-        "openkbp_submission": bool(parser.get("openkbp_submission", False)),
-        "dose_prior": int(parser.get_parsed_content("dose_prior", default=0)),
-        "flip_tta": bool(parser.get("flip_tta", False)),
-    }
-    kwargs.update(predictor_kwargs)
-    return DosePredictor(parser.get_parsed_content("network"), ckpt_path, **kwargs)
+    for k, v in predictor_kwargs.items():
+        parser[f"predictor#{k}"] = v
+    return parser.get_parsed_content("predictor")

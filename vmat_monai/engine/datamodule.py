@@ -9,7 +9,8 @@ import pytorch_lightning as pl
 import torch
 from monai.data import DataLoader, list_data_collate
 
-from vmat_monai.data.datasets import load_datalist, make_dataset, preset_kwargs
+from vmat_monai.data.datasets import load_datalist, make_dataset
+from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.transforms import train_transforms, val_transforms
 
 __all__ = ["DoseDataModule"]
@@ -20,7 +21,8 @@ class DoseDataModule(pl.LightningDataModule):
 
     Args:
         datalist: path of datalist.json (from ``vmat-monai convert``).
-        structure_set: structure set name or JSON (target channels and mirror pairs).
+        inputs: the model-input spec (structure set, constraint layout, prior channels; see
+            :func:`~vmat_monai.engine.inputs.model_inputs`).
         patch_size: training patch size, voxels.
         num_samples: patches per volume and draw.
         batch_size: volumes per batch (each gives ``num_samples`` patches).
@@ -29,9 +31,6 @@ class DoseDataModule(pl.LightningDataModule):
         cache: ``memory``, ``disk`` or ``none`` (see vmat_monai.data.datasets).
         cache_dir: folder of the disk cache.
         pos_fraction: share of patches centred on targets.
-        dose_prior: channels of the arc dose prior appended to the input: 0 (none), 1 (the whole
-            arc) or 3 (by the beams' entry side); the network needs ``1 + C + dose_prior`` input
-            channels (see vmat_monai.transforms.arc_prior).
         rotate_deg: random rotation of each training patch about the S-I axis, up to ± this many
             degrees (0: none; see :func:`~vmat_monai.transforms.train_transforms`).
     """
@@ -39,7 +38,7 @@ class DoseDataModule(pl.LightningDataModule):
     def __init__(
         self,
         datalist: str | Path,
-        structure_set: str = "prostate_sib",
+        inputs: ModelInputs,
         patch_size: Sequence[int] = (128, 128, 128),
         num_samples: int = 2,
         batch_size: int = 1,
@@ -48,44 +47,32 @@ class DoseDataModule(pl.LightningDataModule):
         cache: str = "memory",
         cache_dir: str | Path | None = None,
         pos_fraction: float = 2 / 3,
-        dose_prior: int = 0,
         rotate_deg: float = 0.0,
     ) -> None:
         super().__init__()
         self.datalist = Path(datalist)
-        self.kw = preset_kwargs(structure_set)
+        self.inputs = inputs
         self.patch_size, self.num_samples, self.batch_size = tuple(patch_size), num_samples, batch_size
         self.pixdim, self.num_workers = tuple(pixdim), num_workers
         self.cache, self.cache_dir, self.pos_fraction = cache, cache_dir, pos_fraction
-        self.prior_levels = self.kw["target_levels"] if dose_prior else None
-        self.prior_sectors = int(dose_prior) or 1
         self.rotate_deg = float(rotate_deg)
         self.train_ds = self.val_ds = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_ds is None and stage in (None, "fit"):
             t = train_transforms(
-                self.kw["target_channels"],
-                self.kw["mirror_pairs"],
+                mirror_pairs=self.inputs.mirror_pairs,
                 patch_size=self.patch_size,
                 num_samples=self.num_samples,
                 pos_fraction=self.pos_fraction,
                 pixdim=self.pixdim,
-                n_constraints=self.kw["n_constraints"],
-                prior_levels=self.prior_levels,
-                prior_sectors=self.prior_sectors,
                 rotate_deg=self.rotate_deg,
-                constraint_pairs=self.kw["constraint_pairs"],
+                constraint_pairs=self.inputs.constraint_pairs,
+                **self.inputs.preset_kwargs(),
             )
             self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
         if self.val_ds is None and stage in (None, "fit", "validate"):
-            v = val_transforms(
-                self.kw["target_channels"],
-                pixdim=self.pixdim,
-                n_constraints=self.kw["n_constraints"],
-                prior_levels=self.prior_levels,
-                prior_sectors=self.prior_sectors,
-            )
+            v = val_transforms(pixdim=self.pixdim, **self.inputs.preset_kwargs())
             self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
 
     def training_constraints(self) -> torch.Tensor:
@@ -93,7 +80,7 @@ class DoseDataModule(pl.LightningDataModule):
         items = load_datalist(self.datalist, "training")
         if not items:
             raise ValueError(f"{self.datalist}: no training cases")
-        k = self.kw["n_constraints"]
+        k = self.inputs.n_constraints
         vectors = []
         for item in items:
             vec = item.get("constraints")

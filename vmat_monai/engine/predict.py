@@ -1,4 +1,9 @@
-"""Full-volume prediction: checkpoint -> dose in Gy on the original CT grid, saved as NIfTI."""
+"""Full-volume prediction: checkpoint -> dose in Gy on the original CT grid.
+
+Outputs per case (``output_dir/<case_id>/``, each file atomic): ``dose_pred.nii.gz`` (Gy, CT grid),
+``prediction.json`` (checkpoint, constraint vector used, overrides, flip TTA), optionally
+``RD.pred.dcm`` (DICOM RTDOSE) and ``output_dir/submission/<case_id>.csv`` (OpenKBP format).
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vmat_monai.atomic import atomic_file, write_text_atomic
-from vmat_monai.constraints import layout_for, override_vector, spec
-from vmat_monai.data.datasets import load_datalist, preset_kwargs
+from vmat_monai.constraints import override_vector, spec
+from vmat_monai.data.case_folder import CASE_JSON, case_item
+from vmat_monai.data.datasets import load_datalist
+from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
-from vmat_monai.structures import get_structure_set
 from vmat_monai.transforms import inference_transforms
 from vmat_monai.transforms.array import swap_entries
 
-__all__ = ["DosePredictor", "load_network_weights"]
+__all__ = ["PRED_NAME", "RTDOSE_NAME", "DosePredictor", "load_network_weights"]
 
 PRED_NAME = "dose_pred.nii.gz"
 RTDOSE_NAME = "RD.pred.dcm"
@@ -51,9 +57,9 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
             )
         raise RuntimeError(
             f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... {hint}Use the "
-            "configuration it was trained with (network variant and channels, structure set, and `dose_prior`: a "
-            "network trained with the arc dose prior has 1 or 3 input channels more; for a checkpoint trained "
-            "without it pass `--dose_prior 0` to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
+            "configuration it was trained with (network variant and channels, structure set, and `prior_channels`: "
+            "a network trained with the arc dose prior has 1 or 3 input channels more; for a checkpoint trained "
+            "without it pass `--prior_channels 0` to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
         ) from err
     return network
 
@@ -63,8 +69,8 @@ class DosePredictor:
 
     Args:
         network: the network (its architecture must match the checkpoint).
-        ckpt_path: Lightning checkpoint or state dict.
-        structure_set: structure set of the masks.
+        ckpt_path: Lightning checkpoint or plain state dict (``models/model.pt``).
+        inputs: the model-input spec it was trained with (:func:`~vmat_monai.engine.inputs.model_inputs`).
         roi_size: sliding-window size, voxels.
         sw_batch_size: windows per forward pass.
         overlap: window overlap.
@@ -73,21 +79,20 @@ class DosePredictor:
         rtdose: also write ``RD.pred.dcm`` (DICOM RTDOSE) beside each NIfTI; always done when
             predicting straight from a DICOM-RT folder, whose study the RTDOSE then references.
         dicom_source: DICOM-RT folder the cases were converted from (RTDOSE references its UIDs).
-        constraint_overrides: what-if goals, key -> natural value (``{"rectum_V70": 0.10}``),
-            replacing the case's own values (see vmat_monai.constraints).
-        dose_prior: channels of the arc dose prior in the input, as in training (0, 1 or 3).
+        constraint_overrides: default what-if goals, key -> natural value (``{"rectum_V70": 0.10}``),
+            replacing the case's own values (see vmat_monai.constraints); every call can pass its own.
         openkbp_submission: also write ``output_dir/submission/<case_id>.csv`` in the OpenKBP
             challenge's sparse format (dose times the case's possible-dose mask, its body.nii.gz).
-        flip_tta: test-time augmentation by the training flip: also predict the left-right mirror
-            image (paired channels and one-sided goals swapped, as in training) and average the
-            two predictions, mirrored back. Twice the inference time.
+        flip_tta: default of the test-time augmentation by the training flip: also predict the
+            left-right mirror image (paired channels and one-sided goals swapped, as in training)
+            and average the two predictions, mirrored back. Twice the inference time.
     """
 
     def __init__(
         self,
         network: nn.Module,
         ckpt_path: str | Path,
-        structure_set: str = "prostate_sib",
+        inputs: ModelInputs,
         roi_size: Sequence[int] = (128, 128, 128),
         sw_batch_size: int = 1,
         overlap: float = 0.25,
@@ -97,7 +102,6 @@ class DosePredictor:
         dicom_source: str | Path | None = None,
         constraint_overrides: Mapping[str, float] | None = None,
         openkbp_submission: bool = False,
-        dose_prior: int = 0,
         flip_tta: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -105,48 +109,50 @@ class DosePredictor:
         self.ckpt_path = Path(ckpt_path)
         self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
         self.module.to(self.device).eval()
-        self.structure_set = structure_set
+        self.inputs = inputs
         self.rtdose = rtdose
         self.dicom_source = dicom_source
-        self.constraint_overrides = dict(constraint_overrides or {})
         self.openkbp_submission = openkbp_submission
-        self.layout = layout_for(get_structure_set(structure_set))
-        for key in self.constraint_overrides:
-            spec(key, self.layout)  # unknown keys fail here, before any prediction
-        kw = preset_kwargs(structure_set)
+        self.constraint_overrides = self._checked(constraint_overrides)
         self.flip_tta = bool(flip_tta)
-        # input channels: CT, then the structures' distances (mirror pairs swap), then the prior
-        self.input_pairs = [(1 + i, 1 + j) for i, j in kw["mirror_pairs"]]
-        self.constraint_pairs = kw["constraint_pairs"]
-        self.transform = inference_transforms(
-            kw["target_channels"],
-            pixdim=pixdim,
-            n_constraints=kw["n_constraints"],
-            prior_levels=kw["target_levels"] if dose_prior else None,
-            prior_sectors=int(dose_prior) or 1,
-        )
+        self.transform = inference_transforms(pixdim=pixdim, **inputs.preset_kwargs())
+
+    def _checked(self, overrides: Mapping[str, float] | None) -> dict[str, float]:
+        """``overrides`` as a dict; unknown keys fail here, before any prediction."""
+        for key in overrides or {}:
+            spec(key, self.inputs.layout)
+        return dict(overrides or {})
 
     @torch.no_grad()
-    def predict_relative(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def predict_relative(self, x: torch.Tensor, c: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
         """Dose / Rx of a (1, channels, *spatial) network input and its (1, K) constraints, on the
-        input's grid; with ``flip_tta`` the mean of it and of its left-right mirror image."""
+        input's grid; with flip TTA the mean of it and of its left-right mirror image."""
         rel = self.module.predict_volume(x, c)
-        if self.flip_tta:  # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
-            x_m = swap_entries(torch.flip(x[0], dims=[1]), self.input_pairs)[None]
-            c_m = swap_entries(c.reshape(-1), self.constraint_pairs)[None]
+        if self.flip_tta if flip_tta is None else flip_tta:
+            # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
+            x_m = swap_entries(torch.flip(x[0], dims=[1]), self.inputs.input_pairs)[None]
+            c_m = swap_entries(c.reshape(-1), self.inputs.constraint_pairs)[None]
             rel = 0.5 * (rel + torch.flip(self.module.predict_volume(x_m, c_m), dims=[2]))
         return rel
 
     @torch.no_grad()
-    def predict_item(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Dose in Gy on the item's original CT grid, zero outside its body mask: (array x, y, z; RAS affine)."""
+    def predict_item(
+        self,
+        item: Mapping[str, Any],
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dose in Gy on the item's original CT grid, zero outside its body mask: (array x, y, z; RAS affine).
+
+        ``constraint_overrides`` / ``flip_tta`` replace the predictor's defaults for this call."""
+        overrides = self.constraint_overrides if constraint_overrides is None else self._checked(constraint_overrides)
         item = dict(item)
-        if self.constraint_overrides:
-            item["constraints"] = override_vector(item["constraints"], self.constraint_overrides, self.layout)
+        if overrides:
+            item["constraints"] = override_vector(item["constraints"], overrides, self.inputs.layout)
         d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
-        rel = self.predict_relative(x, c)[0].cpu()
+        rel = self.predict_relative(x, c, flip_tta)[0].cpu()
         img = d["image"]
         d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
         back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
@@ -157,44 +163,62 @@ class DosePredictor:
                 dose = dose * body
         return dose, np.asarray(back.affine, dtype=np.float64)
 
-    def predict_items(self, items: Sequence[dict[str, Any]], output_dir: str | Path) -> list[Path]:
-        """Predict each item and write ``output_dir/<case_id>/dose_pred.nii.gz`` (atomic)."""
+    def write_outputs(
+        self,
+        item: Mapping[str, Any],
+        dose: np.ndarray,
+        affine: np.ndarray,
+        output_dir: str | Path,
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> Path:
+        """Every output of one predicted case (see the module docstring); returns the NIfTI's path."""
         out = Path(output_dir)
+        overrides = self.constraint_overrides if constraint_overrides is None else dict(constraint_overrides)
+        case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
+        with atomic_file(case_dir / PRED_NAME) as tmp:
+            nib.save(nib.Nifti1Image(dose, affine), str(tmp))
+        record = {
+            "case_id": case_dir.name,
+            "checkpoint": str(self.ckpt_path),
+            "constraint_vector": override_vector(item["constraints"], overrides, self.inputs.layout),
+            "constraint_overrides": overrides,
+            "prescription_gy": float(item["prescription_gy"]),
+            "flip_tta": self.flip_tta if flip_tta is None else bool(flip_tta),
+        }
+        write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
+        if self.openkbp_submission:
+            from vmat_monai.data.openkbp import write_sparse_dose
+
+            pdm = np.asarray(nib.load(str(item["body"])).dataobj) > 0
+            write_sparse_dose(
+                dose.transpose(2, 1, 0), pdm.transpose(2, 1, 0), out / "submission" / f"{case_dir.name}.csv"
+            )
+        source = item.get("dicom_source", self.dicom_source)
+        if self.rtdose or source is not None:
+            from vmat_monai.dicom.export import export_rtdose
+
+            case_json = Path(item["image"]).parent / CASE_JSON
+            export_rtdose(
+                case_dir / PRED_NAME,
+                case_dir / RTDOSE_NAME,
+                source_dicom=source,
+                case_json=case_json if case_json.is_file() else None,
+            )
+        return case_dir / PRED_NAME
+
+    def predict_items(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        output_dir: str | Path,
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> list[Path]:
+        """Predict each item and write its outputs under ``output_dir/<case_id>/``."""
         written = []
         for item in tqdm(items, desc="predict", unit="case"):
-            dose, affine = self.predict_item(item)
-            case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
-            with atomic_file(case_dir / PRED_NAME) as tmp:
-                nib.save(nib.Nifti1Image(dose, affine), str(tmp))
-            written.append(case_dir / PRED_NAME)
-            constraints = override_vector(item["constraints"], self.constraint_overrides, self.layout)
-            record = {
-                "case_id": str(item.get("case_id", case_dir.name)),
-                "checkpoint": str(self.ckpt_path),
-                "constraint_vector": constraints,
-                "constraint_overrides": self.constraint_overrides,
-                "prescription_gy": float(item["prescription_gy"]),
-                "flip_tta": self.flip_tta,
-            }
-            write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
-            if self.openkbp_submission:
-                from vmat_monai.data.openkbp import write_sparse_dose
-
-                pdm = np.asarray(nib.load(str(item["body"])).dataobj) > 0
-                write_sparse_dose(
-                    dose.transpose(2, 1, 0), pdm.transpose(2, 1, 0), out / "submission" / f"{case_dir.name}.csv"
-                )
-            source = item.get("dicom_source", self.dicom_source)
-            if self.rtdose or source is not None:
-                from vmat_monai.dicom.export import export_rtdose
-
-                case_json = Path(item["image"]).parent / "case.json"
-                export_rtdose(
-                    case_dir / PRED_NAME,
-                    case_dir / RTDOSE_NAME,
-                    source_dicom=source,
-                    case_json=case_json if case_json.is_file() else None,
-                )
+            dose, affine = self.predict_item(item, constraint_overrides, flip_tta)
+            written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta))
         return written
 
     def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:
@@ -205,10 +229,10 @@ class DosePredictor:
         src = Path(source)
         if src.suffix == ".json":
             items = load_datalist(src, split)
-        elif (src / "case.json").exists():
-            items = [_case_item(src)]
+        elif (src / CASE_JSON).exists():
+            items = [case_item(src)]
         elif src.is_dir():
-            items = [_case_item(p) for p in sorted(src.iterdir()) if (p / "case.json").exists()]
+            items = [case_item(p) for p in sorted(src.iterdir()) if (p / CASE_JSON).exists()]
             if not items:  # a DICOM-RT folder: convert it (dose optional) next to the predictions
                 items = self._convert_dicom(src, Path(output_dir) / "converted")
         else:
@@ -218,23 +242,12 @@ class DosePredictor:
     def _convert_dicom(self, src: Path, data_dir: Path) -> list[dict[str, Any]]:
         from vmat_monai.data.convert import ConvertOptions, convert_tree
 
-        summary = convert_tree(src, data_dir, ConvertOptions(structure_set=self.structure_set, allow_missing_dose=True))
+        opts = ConvertOptions(structure_set=self.inputs.structures, allow_missing_dose=True)
+        summary = convert_tree(src, data_dir, opts)
         items = [
-            _case_item(p) | {"dicom_source": str(src)} for p in sorted(data_dir.iterdir()) if (p / "case.json").exists()
+            case_item(p) | {"dicom_source": str(src)} for p in sorted(data_dir.iterdir()) if (p / CASE_JSON).exists()
         ]
         if not items:
             errors = "; ".join(r.get("errors", "") for r in summary["cases"]) or "no DICOM-RT study found"
             raise FileNotFoundError(f"{src}: nothing to predict ({errors})")
         return items
-
-
-def _case_item(case_dir: Path) -> dict[str, Any]:
-    info = json.loads((case_dir / "case.json").read_text())
-    return {
-        "case_id": info["case_id"],
-        "image": str(case_dir / "ct.nii.gz"),
-        "masks": str(case_dir / "masks.nii.gz"),
-        "body": str(case_dir / "body.nii.gz"),
-        "constraints": info["constraints"]["vector"],
-        "prescription_gy": info["primary_prescription_gy"],
-    }

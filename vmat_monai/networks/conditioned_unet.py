@@ -41,8 +41,9 @@ class FiLM(nn.Module):
 
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.mlp(c).chunk(2, dim=1)
-        shape = (*gamma.shape, *([1] * (h.ndim - 2)))
-        return h * (1 + gamma.view(shape)) + beta.view(shape)
+        while gamma.dim() < h.dim():  # (N, C) -> (N, C, 1, ...): a loop TorchScript can compile
+            gamma, beta = gamma.unsqueeze(-1), beta.unsqueeze(-1)
+        return h * (1 + gamma) + beta
 
 
 def _block(spatial_dims: int, cin: int, cout: int, groups: int, stride: int = 1) -> Convolution:

@@ -26,7 +26,7 @@ class PriorResidual(nn.Module):
     Args:
         network: a network taking ``(x, constraints)`` (FiLM) or ``x`` alone; for the latter the
             constraints are appended as constant channels (its ``in_channels`` must count them).
-        prior_channels: how many trailing input channels hold the prior (``dose_prior``: 1 or 3).
+        prior_channels: how many trailing input channels hold the prior (bundle ``prior_channels``: 1 or 3).
     """
 
     def __init__(self, network: nn.Module, prior_channels: int = 1) -> None:
@@ -34,7 +34,7 @@ class PriorResidual(nn.Module):
         if int(prior_channels) < 1:
             raise ValueError(
                 f"PriorResidual needs the arc dose prior in the input (prior_channels >= 1, got {prior_channels}): "
-                "set `dose_prior` to 1 or 3, or use the network without the residual wrapper"
+                "set `prior_channels` to 1 or 3, or use the network without the residual wrapper"
             )
         if getattr(network, "out_activation", None) is not None:
             raise ValueError(

@@ -13,6 +13,9 @@ Output dict::
     dose: (1, ...) dose / prescription      body: (1, ...) mask      constraints: (K,) float32
     masks: (C, ...) binary (kept for losses and metrics)    target: (1, ...) union of targets
 
+Training patches keep only ``input``, ``dose``, ``masks``, ``body``, ``constraints`` and
+``prescription_gy`` (what the loss needs); validation and inference keep everything above.
+
 CT window: HU in [``hu_min``, ``hu_max``] (default -1000..1500) maps linearly to [0, 1], clipped
 (MONAI ``ScaleIntensityRanged``). Signed distances use ``sdf_margin_mm`` (default 150 mm: the
 low-dose bath reaches well beyond 50 mm from the targets, and a patch far from the targets only
@@ -139,15 +142,15 @@ def train_transforms(
             channel and the dose turn together (a full arc turns with the patient); masks
             nearest-neighbour, the rest trilinear, the patch's edge values fill the corners.
         constraint_pairs: (left, right) entries of the constraint vector swapped by the flip
-            (``preset_kwargs(...)["constraint_pairs"]``: one-sided goals such as each parotid's
+            (``ModelInputs.constraint_pairs`` of vmat_monai.engine.inputs: one-sided goals such as each parotid's
             Dmean); without them a flipped patch would carry the other side's goal.
     """
     if not 0 <= pos_fraction <= 1:
         raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
     if not 0 <= rotate_deg <= 180:
         raise ValueError(f"rotate_deg must be in [0, 180] degrees, got {rotate_deg}")
-    keys = ["image", "sdf", "dose", "masks", "body", "target", *(["prior"] if prior_levels else [])]
-    nearest = {"masks", "body", "target"}
+    keys = ["image", "sdf", "dose", "masks", "body", *(["prior"] if prior_levels else [])]
+    nearest = {"masks", "body"}
     rotate = (
         [
             RandRotated(
@@ -166,7 +169,7 @@ def train_transforms(
             *_deterministic(
                 target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
             ),
-            SpatialPadd(keys, spatial_size=tuple(patch_size)),
+            SpatialPadd([*keys, "target"], spatial_size=tuple(patch_size)),  # target: the patch centres
             # voxel indices of targets / background, computed once and cached with the volume
             FgBgToIndicesd("target", fg_postfix="_fg", bg_postfix="_bg"),
             RandCropByPosNegLabeld(
@@ -189,8 +192,10 @@ def train_transforms(
                 vector_pairs=constraint_pairs,
             ),
             *rotate,
-            DeleteItemsd(["target_fg", "target_bg"]),  # per-volume index lists do not batch
             _concat(prior_levels),
+            # a patch keeps what training uses: the input's parts, the full-volume target union and
+            # the per-volume index lists (which do not batch) are dropped
+            DeleteItemsd(["image", "sdf", "prior", "target", "target_fg", "target_bg"]),
         ]
     )
 

@@ -362,11 +362,11 @@ def _plan_goals(
     drawn: dict[str, float], names: dict[str, str], rois: dict[str, int]
 ) -> tuple[list[PlanGoal], dict[str, float]]:
     """Goals that can be written (their organ is contoured) and their natural values."""
-    from vmat_monai.constraints import CONSTRAINT_LAYOUT
+    from vmat_monai.constraints import PROSTATE_LAYOUT
 
     items: list[PlanGoal] = []
     written: dict[str, float] = {}
-    for spec in CONSTRAINT_LAYOUT:
+    for spec in PROSTATE_LAYOUT:
         if spec.kind == "target" or spec.key not in drawn:
             continue
         organs = ["Femur_L", "Femur_R"] if spec.structure == "Femur" else [spec.structure]

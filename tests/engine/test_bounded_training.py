@@ -1,4 +1,4 @@
-"""The main job's training stage: a finished training is reused only with the same configuration."""
+"""Bounded training: a finished training is reused only with the same configuration."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from vmat_monai.engine.bounded_training import TRAINING_RECORD, recorded_configs, train_bounded
 from vmat_monai.engine.bundle import config_files
-from vmat_monai.pipeline import TRAINING_RECORD, recorded_config, train_bounded
 
 
-def _finished(out: Path, digest: str, variant: str = "cpu") -> Path:
+def _finished(out: Path, digest: str, configs: str = "cpu") -> Path:
     ckpt = out / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"weights")
-    record = {"summary": "15.0 min wall, 30 epochs", "variant": variant, "minutes": 15, "config_sha256": digest}
+    record = {"summary": "15.0 min wall, 30 epochs", "configs": configs, "minutes": 15, "config_sha256": digest}
     (out / TRAINING_RECORD).write_text(json.dumps(record))
     return ckpt
 
@@ -53,14 +53,14 @@ def test_a_checkpoint_names_its_config_through_the_training_record(tmp_path, mon
     lever.write_text("{}")
     out = tmp_path / "model"
 
-    def fake_training(cmd, check, cwd):  # stands in for `monai.bundle run training`
+    def fake_training(cmd, check):  # stands in for `monai.bundle run training`
         (out / "checkpoints").mkdir(parents=True)
         (out / "checkpoints" / "last.ckpt").write_bytes(b"weights")
 
-    monkeypatch.setattr("vmat_monai.pipeline.subprocess.run", fake_training)
+    monkeypatch.setattr("vmat_monai.engine.bounded_training.subprocess.run", fake_training)
     monkeypatch.chdir(tmp_path)
     ckpt = train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual,levers/mine.json")
     monkeypatch.chdir(tmp_path / "levers")  # predicting from another folder: the JSON path was recorded absolute
-    assert recorded_config(ckpt) == f"cpu,residual,{lever.resolve()}"
-    assert config_files("inference", recorded_config(ckpt))[-1] == str(lever.resolve())
-    assert recorded_config(tmp_path / "elsewhere" / "last.ckpt") is None
+    assert recorded_configs(ckpt) == f"cpu,residual,{lever.resolve()}"
+    assert config_files("inference", recorded_configs(ckpt))[-1] == str(lever.resolve())
+    assert recorded_configs(tmp_path / "elsewhere" / "last.ckpt") is None

@@ -1,0 +1,132 @@
+"""Training through the bundle within a time budget, and its record (``training.json``).
+
+A finished training leaves ``training.json`` beside its ``checkpoints`` folder: the configs it was
+trained with (``configs``: names and JSON files, the latter as absolute paths), a hash of their
+contents (``config_sha256``, so a changed config is never reused silently), the budget and a
+summary. ``vmat-monai predict`` reads the configs back from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vmat_monai.atomic import write_text_atomic
+from vmat_monai.engine.bundle import absolute_configs, config_files
+
+__all__ = ["TRAINING_RECORD", "recorded_configs", "train_bounded"]
+
+TRAINING_RECORD = "training.json"
+
+
+def _configs_digest(files: Sequence[str]) -> str:
+    """SHA-256 of the training configs' contents (``config_files("train", configs)``)."""
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
+
+
+def _recorded(record: Mapping[str, Any]) -> str | None:
+    """The configs of a training record (``variant`` in records written before 0.6)."""
+    configs = record.get("configs", record.get("variant"))
+    return str(configs) if configs else None
+
+
+def recorded_configs(ckpt_path: str | Path) -> str | None:
+    """The configs a checkpoint of :func:`train_bounded` was trained with, from the ``training.json``
+    beside its ``checkpoints`` folder; None when there is no record (e.g. a bundle run of your own)."""
+    ckpt = Path(ckpt_path)
+    for folder in (ckpt.parent, ckpt.parent.parent):
+        record = folder / TRAINING_RECORD
+        if record.is_file():
+            try:
+                return _recorded(json.loads(record.read_text()))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"{record} is unreadable ({exc}); pass --config explicitly") from None
+    return None
+
+
+def train_bounded(
+    datalist: Path,
+    out_dir: Path,
+    minutes: float,
+    configs: str = "cpu",
+    learning_rate: float | None = None,
+    fresh: bool = False,
+    extra: Sequence[str] = (),
+) -> Path:
+    """Train with ``monai.bundle run training`` for at most ``minutes`` of training time.
+
+    The learning rate follows a cosine over the time budget. An interrupted run resumes from
+    ``last.ckpt`` (Lightning keeps the elapsed time in it). Returns the path of ``last.ckpt``.
+    """
+    ckpt = out_dir / "checkpoints" / "last.ckpt"
+    record = out_dir / TRAINING_RECORD
+    config_paths = config_files("train", configs)
+    digest = _configs_digest(config_paths)
+    if record.is_file() and ckpt.is_file() and not fresh:
+        done = json.loads(record.read_text())
+        before = _recorded(done)
+        if before not in (None, configs, absolute_configs(configs)):
+            try:  # advise reusing it only when its configs are still the ones it was trained with
+                same = _configs_digest(config_files("train", before)) == done.get("config_sha256")
+            except FileNotFoundError:
+                same = False
+            reuse = f"pass --config {before} to reuse it, or " if same else ""
+            raise RuntimeError(
+                f"{ckpt} was trained with --config {before}, not {configs}: {reuse}--fresh to train again with "
+                f"{configs}"
+            )
+        if done.get("config_sha256") != digest:  # a record without it predates the check: older configs
+            raise RuntimeError(
+                f"{ckpt} was trained with another version of the {configs!r} configuration (the bundle's configs "
+                "changed since, e.g. the arc dose prior channel); re-run with --fresh to train again"
+            )
+        print(f"training: reusing {ckpt} ({done['summary']})", flush=True)
+        return ckpt
+    if fresh and out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    seconds = round(minutes * 60)
+    hh, rest = divmod(seconds, 3600)
+    mm, ss = divmod(rest, 60)
+    files = ",".join(f"'{f}'" for f in config_paths)
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        f"[{files}]",
+        "--datalist",
+        str(datalist),
+        "--output_dir",
+        str(out_dir),
+        "--epochs",
+        "100000",
+        "--max_time",
+        f"00:{hh:02d}:{mm:02d}:{ss:02d}",
+        "--schedule_seconds",
+        str(seconds),
+        *(["--learning_rate", str(learning_rate)] if learning_rate else []),
+        *(["--ckpt_path", str(ckpt)] if ckpt.is_file() else []),
+        *extra,
+    ]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    metrics = sorted(out_dir.glob("csv/version_*/metrics.csv"))
+    epochs = 0
+    if metrics:
+        lines = metrics[-1].read_text().splitlines()
+        epochs = len({line.split(",")[0] for line in lines[1:]})
+    summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
+    done = {"summary": summary, "configs": absolute_configs(configs), "minutes": minutes, "config_sha256": digest}
+    write_text_atomic(record, json.dumps(done, indent=2))
+    return ckpt

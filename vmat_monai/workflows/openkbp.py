@@ -1,0 +1,125 @@
+"""The OpenKBP job: convert the challenge's patients, train within a budget, predict the validation
+patients, score them with the challenge's dose and DVH scores, and write the submission files.
+
+Data: a folder holding ``train-pats/`` and ``validation-pats/`` (the challenge's layout). Work
+folder layout: ``data/`` (case folders, datalist), ``model[-<lever>]/`` (training), and
+``predictions[-<lever>]/`` (NIfTI per patient, ``submission/pt_N.csv``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmat_monai.workflows.text import Report
+
+__all__ = ["OPENKBP_CONFIGS", "OpenKBPOptions", "OpenKBPResult", "run_openkbp"]
+
+OPENKBP_CONFIGS = "cpu,openkbp"
+
+
+@dataclass(frozen=True)
+class OpenKBPOptions:
+    """Options of the OpenKBP job.
+
+    Args:
+        data_root: the challenge's provided-data folder (``train-pats/``, ``validation-pats/``).
+        workdir: where conversion, model and predictions go (finished stages are reused).
+        minutes: training budget, minutes.
+        configs: bundle configs stacked on the bundle's base configs.
+        lever: more configs on top of ``configs`` (names or JSON files, comma-separated); the
+            model and predictions then go to ``model-<stems>`` / ``predictions-<stems>``.
+        workers: conversion processes.
+    """
+
+    data_root: Path
+    workdir: Path = Path("runs/openkbp")
+    minutes: float = 30.0
+    configs: str = OPENKBP_CONFIGS
+    lever: str = ""
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class OpenKBPResult:
+    """Scores (Gy) of the validation patients and what the job did."""
+
+    dose_score: float
+    dvh_score: float
+    n_patients: int
+    conversion: dict[str, Any]
+    convert_seconds: float
+    predict_seconds_per_patient: float
+    training_summary: str
+    configs: str
+    prediction_dir: Path
+
+
+def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
+    """Run the job (see the module docstring); returns the challenge's scores on the validation patients.
+
+    Raises:
+        FileNotFoundError: when ``opts.data_root`` is not a folder.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.data.datasets import load_datalist
+    from vmat_monai.engine.bounded_training import train_bounded
+    from vmat_monai.engine.bundle import config_entries, predictor_from_bundle
+    from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
+    from vmat_monai.structures import OPENKBP_HN
+
+    src, work = Path(opts.data_root), Path(opts.workdir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src} not found: pass the OpenKBP provided-data folder (the one holding train-pats/)")
+    report(f"OpenKBP: converting {src} into {work / 'data'}")
+    t0 = time.perf_counter()
+    conv = convert_tree(
+        src, work / "data", ConvertOptions(structure_set="openkbp_hn", source_format="openkbp"), opts.workers
+    )
+    convert_s = time.perf_counter() - t0
+    datalist = work / "data" / "datalist.json"
+    levers = config_entries(opts.lever)
+    configs = ",".join([*config_entries(opts.configs), *levers])
+    tag = "-" + "+".join(Path(v).stem for v in levers) if levers else ""
+    report(f"OpenKBP: training ({configs}) for {opts.minutes:g} min in {work / f'model{tag}'}")
+    ckpt = train_bounded(datalist, work / f"model{tag}", opts.minutes, configs)
+    predictor = predictor_from_bundle(ckpt, configs, openkbp_submission=True)
+    items = load_datalist(datalist, "test")
+    pred_dir = work / f"predictions{tag}"
+    t0 = time.perf_counter()
+    predictor.predict_items(items, pred_dir)
+    predict_s = (time.perf_counter() - t0) / max(len(items), 1)
+    scores, pred_m, ref_m = [], [], []
+    targets = list(OPENKBP_HN.targets)
+    for it in items:
+        pred = np.asarray(nib.load(str(pred_dir / it["case_id"] / "dose_pred.nii.gz")).dataobj)
+        ref = np.asarray(nib.load(it["dose"]).dataobj)
+        pdm = np.asarray(nib.load(it["body"]).dataobj) > 0
+        m = np.asarray(nib.load(it["masks"]).dataobj) > 0
+        masks = {name: m[..., i] for i, name in enumerate(OPENKBP_HN.channels)}
+        vox = nib.load(it["dose"]).header.get_zooms()[:3]
+        scores.append(dose_score(pred, ref, pdm))
+        pred_m.append(dvh_metrics(pred, masks, vox, targets))
+        ref_m.append(dvh_metrics(ref, masks, vox, targets))
+    record = json.loads((work / f"model{tag}" / "training.json").read_text())
+    result = OpenKBPResult(
+        dose_score=float(np.mean(scores)),
+        dvh_score=float(dvh_score(pred_m, ref_m)),
+        n_patients=len(items),
+        conversion=conv,
+        convert_seconds=convert_s,
+        predict_seconds_per_patient=predict_s,
+        training_summary=str(record["summary"]),
+        configs=configs,
+        prediction_dir=pred_dir,
+    )
+    report(
+        f"OpenKBP: dose score {result.dose_score:.3f} Gy, DVH score {result.dvh_score:.3f} Gy ({len(items)} patients)"
+    )
+    return result

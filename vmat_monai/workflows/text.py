@@ -1,0 +1,103 @@
+"""Text the workflows and the CLI print: progress plumbing, the cohort table, the evaluation table."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Progress",
+    "ProgressFactory",
+    "Report",
+    "cohort_lines",
+    "evaluation_lines",
+    "no_progress",
+    "stderr",
+    "tqdm_progress",
+]
+
+Report = Callable[[str], None]
+Progress = Callable[[int, int, str], None]
+ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
+
+
+def stderr(line: str) -> None:
+    """Print one line to standard error."""
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def no_progress(desc: str) -> Iterator[Progress]:
+    """A progress callback that shows nothing."""
+    yield lambda done, total, case: None
+
+
+@contextmanager
+def tqdm_progress(desc: str) -> Iterator[Progress]:
+    """A tqdm bar driven by the library's ``progress(done, total, case)`` callbacks."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(done: int, total: int, case: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="case", dynamic_ncols=True, file=sys.stderr)
+        bar.n = done
+        bar.set_postfix_str(case)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cohort_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """The synthetic cohort's table: each plan's PTV70 D95/Dmax, PTV56 D95, rectum V70 and its goal."""
+    rows = manifest["cases"]
+    if not rows:
+        return []
+    lines = [
+        f"{'case':<9}{'PTV70 D95':>10}{'PTV70 Dmax':>11}{'PTV56 D95':>10}{'Rect V70':>9}{'Rect V70 goal':>14}{'s':>6}"
+    ]
+    for r in rows:
+        a, g = r["achieved"], r["goals_in_plan"]
+        lines.append(
+            f"{r['case_id']:<9}{a.get('PTV70_D95', float('nan')):>10.2f}{a.get('PTV70_Dmax', float('nan')):>11.2f}"
+            f"{a.get('PTV56_D95', float('nan')):>10.2f}{a.get('Rectum_V70', float('nan')):>9.3f}"
+            f"{g.get('rectum_V70', float('nan')):>14.3f}{r['seconds']:>6.1f}"
+        )
+    return lines
+
+
+def evaluation_lines(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Per-case table and mean ± sd of the headline metrics (lines), and the cases not evaluated."""
+    path = Path(summary["output_dir"]) / "metrics.csv"
+    rows: list[dict[str, str]] = []
+    if path.is_file():
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    cols = [
+        ("MAE_body", "MAE Gy", "{:>8.2f}"),
+        ("gamma_pass_rate", "gamma %", "{:>8.1f}"),
+        ("PTV70_D95_err", "D95err Gy", "{:>10.2f}"),
+        ("goals_pass_rate_pred", "goals %", "{:>8.0f}"),
+        ("goals_agreement", "agree %", "{:>8.0f}"),
+    ]
+    cols = [c for c in cols if rows and c[0] in rows[0]]
+    lines = [f"{'case':<22}" + "".join(f"{h:>{10 if 'D95' in h else 8}}" for _, h, _ in cols)]
+    for r in rows:
+        lines.append(f"{r['case_id']:<22}" + "".join(f.format(float(r[k])) if r[k] else " " * 8 for k, _, f in cols))
+    m = summary["metrics"]
+    lines.append(
+        f"{'mean ± sd':<22}"
+        + "  ".join(f"{h} {m[k]['mean']:.2f} ± {m[k]['sd']:.2f}" for k, h, _ in cols if m.get(k, {}).get("n"))
+    )
+    errors = [f"NOT EVALUATED {cid}: {err}" for cid, err in {**summary["missing"], **summary["failed"]}.items()]
+    return lines, errors

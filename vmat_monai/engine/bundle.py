@@ -96,4 +96,10 @@ def predictor_from_bundle(
         parser[k] = v
     for k, v in predictor_kwargs.items():
         parser[f"predictor#{k}"] = v
-    return parser.get_parsed_content("predictor")
+    try:
+        return parser.get_parsed_content("predictor")
+    except Exception as err:  # MONAI wraps the predictor's own error (it names the fix): raise that one
+        root: BaseException = err
+        while root.__cause__ is not None and str(root).startswith(("Failed to instantiate", "Failed to evaluate")):
+            root = root.__cause__
+        raise root from None

@@ -89,6 +89,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
         source_format=args.format,
+        beam_protocol=args.beam_protocol,
     )
     try:
         with tqdm_progress("convert") as progress:
@@ -174,12 +175,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bounded_training import recorded_configs
     from vmat_monai.engine.bundle import predictor_from_bundle
+    from vmat_monai.engine.predict import checkpoint_list
 
     config: dict[str, Any] = {"prior_channels": 0} if args.no_dose_prior else {}
     try:
         configs = args.config
         if configs is None:
-            configs = recorded_configs(args.ckpt) or DEFAULT_PREDICT_CONFIG
+            members = checkpoint_list(args.ckpt)
+            records = {str(m): recorded_configs(m) for m in members}
+            if len(set(records.values())) > 1:
+                lines = ", ".join(f"{m} ({c or 'no training record'})" for m, c in records.items())
+                raise ValueError(
+                    f"the checkpoints were trained with different configurations: {lines}; an ensemble needs one "
+                    "configuration (pass --config to force one)"
+                )
+            configs = records[str(members[0])] or DEFAULT_PREDICT_CONFIG
             print(f"predict: --config {configs} (the checkpoint's training record, else the default)", flush=True)
         return predictor_from_bundle(
             args.ckpt,
@@ -285,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-phi", action="store_true", help="keep patient identifiers (default: hashed ids)")
     c.add_argument("--overwrite", action="store_true", help="re-convert finished cases")
     c.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    c.add_argument(
+        "--beam-protocol",
+        default="arc360",
+        help="beams of the dose prior for cases whose RTPLAN gives none: arc360 or openkbp_9field (a warning names "
+        "those cases; docs/BEAM_PRIOR.md)",
+    )
     c.add_argument("--workers", type=int, default=1)
     c.set_defaults(func=_cmd_convert)
 
@@ -313,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_export)
 
     r = sub.add_parser("predict", help="full-volume dose prediction with a trained checkpoint")
-    r.add_argument("--ckpt", required=True, help="Lightning checkpoint (e.g. runs/default/model/checkpoints/last.ckpt)")
+    r.add_argument(
+        "--ckpt",
+        required=True,
+        help="Lightning checkpoint (e.g. runs/default/model/checkpoints/last.ckpt) or models/model.pt; several, "
+        "comma-separated, for an ensemble (mean dose + dose_std.nii.gz; one configuration)",
+    )
     r.add_argument("--source", required=True, help="datalist.json, case folder, folder of case folders, or DICOM-RT")
     r.add_argument("--out", required=True, help="output folder (<case_id>/dose_pred.nii.gz)")
     r.add_argument("--split", default="test", help="datalist split to predict (default test)")
@@ -336,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--no-dose-prior",
         action="store_true",
-        help="the checkpoint was trained without the arc dose prior channels (bundle: prior_channels 0)",
+        help="the checkpoint was trained without the beam dose prior channels (bundle: prior_channels 0)",
     )
     r.add_argument(
         "--flip-tta",

@@ -253,7 +253,7 @@ def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_
     from vmat_monai.networks import cpu_conditioned_unet
 
     dicom_case = next(p for p in tiny_dicom.iterdir() if p.is_dir())
-    net = cpu_conditioned_unet(1 + 8 + 1)  # CT, 8 distances, arc dose prior
+    net = cpu_conditioned_unet(1 + 8 + 1)  # CT, 8 distances, beam dose prior
     predictor = DosePredictor(net, ckpts / "last.ckpt", model_inputs(), roi_size=(32, 32, 32), pixdim=(6, 6, 6))
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
@@ -283,6 +283,34 @@ def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_
     assert json.loads((tmp_path / "own" / cid / "prediction.json").read_text())["flip_tta"] is False
     tta = nib.load(str(tmp_path / "tta" / cid / "dose_pred.nii.gz")).get_fdata()
     assert tta.shape == own.shape and not np.allclose(own, tta) and np.all(np.isfinite(tta))
+    # an ensemble: the checkpoint and a perturbed copy -> mean dose, dose_std, calibration in evaluate
+    state = torch.load(str(ckpts / "last.ckpt"), map_location="cpu", weights_only=False)
+    torch.manual_seed(0)
+    state["state_dict"] = {
+        k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and k.startswith("network.") else v
+        for k, v in state["state_dict"].items()
+    }
+    torch.save(state, str(tmp_path / "other.ckpt"))
+    ens = [b if b != str(ckpts / "last.ckpt") else f"{ckpts / 'last.ckpt'},{tmp_path / 'other.ckpt'}" for b in base]
+    assert cli([*ens, "--out", str(tmp_path / "ens")]) == 0
+    std = nib.load(str(tmp_path / "ens" / cid / "dose_std.nii.gz")).get_fdata()
+    mean = nib.load(str(tmp_path / "ens" / cid / "dose_pred.nii.gz")).get_fdata()
+    assert std.shape == own.shape and std.max() > 0 and std.min() >= 0 and not np.allclose(mean, own)
+    assert len(json.loads((tmp_path / "ens" / cid / "prediction.json").read_text())["checkpoints"]) == 2
+    from vmat_monai.evaluation.report import EvaluationSettings, evaluate_predictions
+
+    summary = evaluate_predictions(tmp_path / "ens", bundle_data, settings=EvaluationSettings(figures="none"))
+    cal = summary["calibration"]
+    assert cal["cases"] == 1 and 0 <= cal["within_1sd_pct"] <= cal["within_2sd_pct"] <= 100
+    assert cal["mean_sd_gy"] > 0
+    # members trained with different configurations are refused (their training records disagree)
+    (ckpts.parent / "other").mkdir(exist_ok=True)
+    (ckpts.parent / "other" / "training.json").write_text(json.dumps({"configs": "cpu,residual"}))
+    (ckpts.parent / "other" / "x.ckpt").write_bytes((tmp_path / "other.ckpt").read_bytes())
+    mixed = [*unnamed]
+    mixed[mixed.index(str(ckpts / "last.ckpt"))] = f"{ckpts / 'last.ckpt'},{ckpts.parent / 'other' / 'x.ckpt'}"
+    assert cli([*mixed, "--out", str(tmp_path / "mixed")]) == 2
+    assert "different configurations" in capsys.readouterr().err
     assert cli([*base, "--out", str(tmp_path / "bad"), "--constraint", "liver_V30=0.2"]) == 2
     # a checkpoint trained with the prior, predicted as if without: a clear error, nothing written
     assert cli([*base, "--out", str(tmp_path / "noprior"), "--no-dose-prior"]) == 2

@@ -128,6 +128,7 @@ def test_datalist_is_decathlon_style_and_deterministic(converted, tmp_path):
     items = load_decathlon_datalist(str(out / "datalist.json"), data_list_key="training", base_dir=str(out))
     for it in items:
         assert it["image"].endswith("ct.nii.gz") and len(it["constraints"]) == 13
+        assert it["beams"]["source"] == "rtplan" and len(it["beams"]["beams"]) == 2  # for the beam dose prior
     from vmat_monai.data.case_folder import make_datalist
 
     again = make_datalist(out, seed=0, structure_set="prostate_sib")
@@ -166,10 +167,17 @@ def bad_tree(tiny_cohort, tmp_path_factory):
         "emptyptv",
         "noct",
         "dupname",
+        "electron",
+        "noplan",
     ):
         _copy_with_new_study(src, root / name)
     (next((root / "nodose").glob("RD.*")).unlink())
     (next((root / "nostruct").glob("RS.*")).unlink())
+    (next((root / "noplan").glob("RP.*")).unlink())
+    p = next((root / "electron").glob("RP.*"))
+    ds = pydicom.dcmread(str(p))
+    ds.BeamSequence[0].RadiationType = "ELECTRON"
+    ds.save_as(str(p))
     shutil.rmtree(root / "noct" / "CT")
     ct = sorted((root / "corrupt" / "CT").glob("*.dcm"))[5]
     ct.write_bytes(ct.read_bytes()[:400])
@@ -219,6 +227,8 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
         "PAT-emptyptv": "empty contour",
         "PAT-noct": "no CT series",
         "PAT-dupname": None,
+        "PAT-electron": None,
+        "PAT-noplan": None,
     }
     for pat, needle in expected.items():
         row = by_pat[pat]
@@ -229,6 +239,12 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
     err = capsys.readouterr().err
     assert "FAILED" in err
     assert "duplicate ROI names" in by_pat["PAT-dupname"]["warnings"]
+    # the beam dose prior's arrangement: the plan's own, or the protocol with a warning that says why
+    assert by_pat["PAT-good"]["beams"] == "rtplan"
+    assert by_pat["PAT-electron"]["beams"] == by_pat["PAT-noplan"]["beams"] == "protocol:arc360"
+    assert "ELECTRON; the beam dose prior models photon beams only" in by_pat["PAT-electron"]["warnings"]
+    assert "RP" in by_pat["PAT-electron"]["warnings"]  # the file is named (with --keep-phi, its path)
+    assert "beams from protocol arc360" in by_pat["PAT-noplan"]["warnings"]
     good = np.asarray(nib.load(str(out / by_pat["PAT-good"]["case_id"] / "masks.nii.gz")).dataobj)
     dupl = np.asarray(nib.load(str(out / by_pat["PAT-dupname"]["case_id"] / "masks.nii.gz")).dataobj)
     rectum = PROSTATE_SIB.index("Rectum")

@@ -51,7 +51,7 @@ def test_validation_dataset_full_volume(converted, tmp_path):
 
 
 def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
-    """A chain with the arc dose prior, or with another voxel size, must not read volumes cached by another."""
+    """A chain with the beam dose prior, or with another voxel size, must not read volumes cached by another."""
     out, _ = converted
     spec = model_inputs()
     kw = {"target_channels": spec.target_channels, "target_levels": spec.target_levels}
@@ -62,7 +62,10 @@ def test_disk_cache_is_not_reused_by_another_chain(converted, tmp_path):
     assert "prior" not in first and first["input"].shape[0] == 1 + PROSTATE_SIB.n_channels
     assert second["input"].shape[0] == 2 + PROSTATE_SIB.n_channels
     ptv = second["masks"][kw["target_channels"][0]] > 0
-    assert float(second["prior"][0][ptv].median()) == pytest.approx(1.0, abs=1e-3)
+    assert float(second["input"][-1][ptv].median()) == pytest.approx(1.0, abs=1e-3)
+    nine = val_transforms(kw["target_channels"], pixdim=(4.0, 4.0, 4.0), prior_levels=kw["target_levels"],
+                          prior_beams="openkbp_9field")  # fmt: skip
+    assert chain_hashing(nine.transforms) != chain_hashing(with_prior.transforms)  # another protocol, another cache
     # same transform classes, other parameters: another voxel size is another cache entry
     coarse = val_transforms(kw["target_channels"], pixdim=(8.0, 8.0, 8.0))
     third = make_dataset(out / "datalist.json", "training", coarse, cache="disk", cache_dir=tmp_path)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +16,7 @@ from vmat_monai.data.openkbp import (
     OPENKBP_SHAPE,
     OpenKBPInputError,
     from_openkbp_axes,
+    open_csv,
     openkbp_constraints,
     read_openkbp_patient,
     read_sparse_csv,
@@ -42,16 +44,15 @@ def _write_sparse(path, arr, mask_only=False):
     idx = np.flatnonzero(flat)
     rows = [f"{i}," for i in idx] if mask_only else [f"{i},{flat[i]:.4f}" for i in idx]
     text = "\n".join([",data", *rows]) + "\n"
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as fh:
+    if path.suffix in (".gz", ".xz"):
+        with (gzip.open if path.suffix == ".gz" else lzma.open)(path, "wt") as fh:
             fh.write(text)
     else:
         path.write_text(text)
 
 
-def _patient(folder, gz: bool, dose: bool = True, seed: int = 0):
+def _patient(folder, ext: str, dose: bool = True, seed: int = 0):
     folder.mkdir(parents=True)
-    ext = ".csv.gz" if gz else ".csv"
     i, j, k = np.meshgrid(*[np.arange(n) for n in OPENKBP_SHAPE], indexing="ij")
     body = ((i - 64) / 40.0) ** 2 + ((j - 64) / 45.0) ** 2 < 1
     ct = np.where(body, 1024 + 40, 0).astype(float)
@@ -70,9 +71,9 @@ def _patient(folder, gz: bool, dose: bool = True, seed: int = 0):
 @pytest.fixture(scope="module")
 def openkbp_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("openkbp")
-    for n in (1, 2, 3):
-        _patient(root / "train-pats" / f"pt_{n}", gz=n % 2 == 0, seed=n)
-    _patient(root / "validation-pats" / "pt_201", gz=True, seed=201)
+    for n, ext in ((1, ".csv"), (2, ".csv.gz"), (3, ".csv.xz")):  # the three storage forms
+        _patient(root / "train-pats" / f"pt_{n}", ext, seed=n)
+    _patient(root / "validation-pats" / "pt_201", ".csv.gz", seed=201)
     return root
 
 
@@ -88,6 +89,21 @@ def test_reader_axes_and_values(openkbp_root):
     raw = read_sparse_csv(openkbp_root / "train-pats" / "pt_2" / "dose.csv.gz")
     np.testing.assert_array_equal(from_openkbp_axes(raw), pt.dose_gy)
     np.testing.assert_array_equal(to_openkbp_axes(pt.dose_gy), raw)
+
+
+def test_plain_gzip_and_xz_files_read_the_same(openkbp_root, tmp_path):
+    src = openkbp_root / "train-pats" / "pt_3"
+    assert (src / "ct.csv.xz").is_file()
+    plain = tmp_path / "pt_3"
+    plain.mkdir()
+    for f in src.iterdir():  # the same patient decompressed into plain .csv files
+        name = f.name.removesuffix(".xz")
+        (plain / name).write_text(open_csv(f).read() if f.suffix == ".xz" else f.read_text())
+    a, b = read_openkbp_patient(src), read_openkbp_patient(plain)
+    np.testing.assert_array_equal(a.ct_hu, b.ct_hu)
+    np.testing.assert_array_equal(a.dose_gy, b.dose_gy)
+    assert a.masks.keys() == b.masks.keys() and all(np.array_equal(a.masks[k], b.masks[k]) for k in a.masks)
+    assert a.dose_gy.max() > 60
 
 
 def test_constraint_rule_relaxes_goals_of_organs_near_targets(openkbp_root):
@@ -143,9 +159,9 @@ def test_bad_patients_are_reported_and_the_batch_goes_on(openkbp_root, tmp_path,
     rc = main(["convert", "--input", str(root), "--output", str(tmp_path / "d"), "--format", "openkbp",
                "--structure-set", "openkbp_hn"])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 1 and "possible_dose_mask.csv(.gz) is missing" in err and "indices outside" in err
+    assert rc == 1 and "possible_dose_mask.csv(.gz/.xz) is missing" in err and "indices outside" in err
     assert (tmp_path / "d" / "pt_1" / "case.json").is_file()
-    with pytest.raises(OpenKBPInputError, match=r"ct\.csv\(\.gz\) is missing"):
+    with pytest.raises(OpenKBPInputError, match=r"ct\.csv\(\.gz/\.xz\) is missing"):
         read_openkbp_patient(tmp_path / "nowhere")
     assert main(["convert", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "e"), "--format",
                  "openkbp", "--structure-set", "openkbp_hn"]) == 2  # fmt: skip

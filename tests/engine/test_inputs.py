@@ -34,9 +34,17 @@ def test_head_and_neck_spec_and_prior_channel_counts():
         "n_constraints": 10,
         "prior_levels": None,
         "prior_sectors": 1,
+        "prior_beams": "arc360",
+        "prior_case_beams": True,
     }
+    nine = model_inputs("openkbp_hn", 1, "openkbp_9field", "protocol").preset_kwargs()
+    assert nine["prior_beams"] == "openkbp_9field" and nine["prior_case_beams"] is False
 
 
 def test_unsupported_prior_channel_count_is_refused():
     with pytest.raises(ValueError, match="prior_channels must be one of"):
         model_inputs(prior_channels=2)
+    with pytest.raises(KeyError, match=r"known: .*arc360"):
+        model_inputs(prior_protocol="arc180")
+    with pytest.raises(ValueError, match="prior_source must be one of"):
+        model_inputs(prior_source="rtplan")

@@ -75,7 +75,7 @@ def test_time_cosine_warms_up_then_anneals_over_the_budget():
 
 
 def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
-    """A checkpoint trained with the arc dose prior (10 inputs) does not load into a 9-input network."""
+    """A checkpoint trained with the beam dose prior (10 inputs) does not load into a 9-input network."""
     from vmat_monai.engine.predict import load_network_weights
 
     trained = ConditionedUNet(3, 10, 1, channels=(8, 16))
@@ -141,3 +141,39 @@ def test_flip_tta_mirrors_paired_channels_and_goals_and_mirrors_back(tmp_path):
     # the mirror image's "left" organ is the right one turned over; mirrored back it lies where it was
     expected = 0.5 * (x[:, [left]] + c[0, g_left] + x[:, [right]] + c[0, g_right])
     torch.testing.assert_close(both, expected)
+
+
+class _Offset(torch.nn.Module):
+    """Stub network: a constant relative dose, its one parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.level = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x[:, :1]) + self.level
+
+
+def test_ensemble_of_checkpoints_gives_mean_and_spread(tmp_path):
+    """Known answer: members predicting 0.5, 0.7 and 1.2 give the mean 0.8 and sd (ddof 1) 0.3606."""
+    from vmat_monai.engine.inputs import model_inputs
+    from vmat_monai.engine.predict import DosePredictor, checkpoint_list
+
+    paths = []
+    for i, level in enumerate((0.5, 0.7, 1.2)):
+        torch.save({"state_dict": {"network.level": torch.tensor(level)}}, tmp_path / f"m{i}.ckpt")
+        paths.append(tmp_path / f"m{i}.ckpt")
+    kw = dict(inputs=model_inputs("openkbp_hn", prior_channels=0), roi_size=(8, 6, 4), device="cpu")
+    ens = DosePredictor(_Offset(), ",".join(str(p) for p in paths), **kw)
+    assert ens.ckpt_paths == paths and len(ens.members) == 3
+    x, c = torch.randn(1, 11, 8, 6, 4), torch.rand(1, 10)
+    members = ens.predict_members(x, c)
+    assert members.shape == (3, 1, 8, 6, 4)
+    torch.testing.assert_close(members[:, 0, 0, 0, 0], torch.tensor([0.5, 0.7, 1.2]))
+    torch.testing.assert_close(ens.predict_relative(x, c), torch.full((1, 1, 8, 6, 4), 0.8))
+    assert float(members.std(0).mean()) == pytest.approx(0.36056, abs=1e-4)
+    # the members are copies: loading the second did not overwrite the first
+    assert float(ens.members[0].network.level) == pytest.approx(0.5)
+    assert checkpoint_list(paths) == paths and checkpoint_list(f" {paths[0]} ,") == [paths[0]]
+    with pytest.raises(ValueError, match="no checkpoint given"):
+        checkpoint_list(" , ")

@@ -70,7 +70,8 @@ def case_info(
     """The ``case.json`` of one case: prescription (Gy per target), fractions, the constraint vector
     with its sources, structures found (canonical -> original name) and missing, the CT grid
     (``spacing_mm`` x, y, z; ``shape_zyx``), dose provenance, target QA and warnings. ``extra``
-    keys (``patient_hash``, ``split_hint``, identifiers with ``--keep-phi``) are appended."""
+    keys (``patient_hash``, ``split_hint``, ``beams``: the beam arrangement as
+    ``BeamArrangement.to_dict``, identifiers with ``--keep-phi``) are appended."""
     return {
         "schema_version": SCHEMA_VERSION,
         "case_id": case_id,
@@ -156,6 +157,8 @@ def datalist_entry(info: Mapping[str, Any], case_dir: str | Path | None = None) 
     }
     if info["has_dose"] and (root is None or (root / DOSE).is_file()):
         entry["dose"] = path(DOSE)
+    if info.get("beams"):  # the beam arrangement for the dose prior (absent in case folders before 0.7)
+        entry["beams"] = info["beams"]
     return entry
 
 

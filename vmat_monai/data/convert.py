@@ -26,6 +26,7 @@ from vmat_monai.dicom.readers import (
     discover,
     duplicate_roi_names,
     load_rtstruct,
+    read_beams,
     read_ct,
     read_plan,
     read_rtdose_on,
@@ -36,6 +37,7 @@ from vmat_monai.dicom.readers import (
 from vmat_monai.errors import SourceInputError
 from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB, NameMatcher, StructureSet, get_structure_set
+from vmat_monai.transforms.beam_arrangement import protocol
 
 __all__ = ["ConvertOptions", "convert_case", "convert_tree"]
 
@@ -54,6 +56,9 @@ class ConvertOptions:
         split: fractions (training, validation, test).
         source_format: ``"dicom"`` (DICOM-RT folders), ``"npz"`` (the research code's NPZ cases) or
             ``"openkbp"`` (the OpenKBP challenge's sparse-CSV patients).
+        beam_protocol: beam arrangement recorded for cases whose RTPLAN gives none (no RTPLAN, or
+            one the beam prior cannot use; a warning says which), and for NPZ cases; OpenKBP
+            patients always get ``openkbp_9field`` (vmat_monai.transforms.beam_arrangement).
     """
 
     structure_set: str | StructureSet = "prostate_sib"
@@ -64,6 +69,7 @@ class ConvertOptions:
     seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     source_format: str = "dicom"
+    beam_protocol: str = "arc360"
 
 
 def case_id_for(files: CaseFiles, keep_phi: bool) -> str:
@@ -138,8 +144,14 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
     plan_goals: dict[str, float] = {}
     prescription = dict(sset.targets)
     fractions = sset.fractions
+    beams = None
     if files.rtplan:
         plan = read_plan(files.rtplan[0])
+        try:
+            beams = read_beams(files.rtplan[0])
+            warnings.extend(f"RTPLAN: {n}" for n in beams.notes)
+        except DicomInputError as exc:
+            warnings.append(f"beam dose prior: {exc}; using protocol {opts.beam_protocol}")
         for roi, dose_gy in plan.prescriptions.items():
             if roi in roi_canonical and roi_canonical[roi] in prescription:
                 prescription[roi_canonical[roi]] = dose_gy
@@ -149,7 +161,11 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         ]
         plan_goals = goals_to_constraints(goals, layout_for(sset), sset.mirror_pairs)
     else:
-        warnings.append("no RTPLAN: prescription, fractions and goals from the protocol defaults")
+        warnings.append(
+            "no RTPLAN: prescription, fractions and goals from the protocol defaults, "
+            f"beams from protocol {opts.beam_protocol}"
+        )
+    beams = beams if beams is not None else protocol(opts.beam_protocol)
     layout = layout_for(sset)
     target_presence = {
         spec.key: float(prescription.get(spec.structure, 0.0)) if spec.structure in original else 0.0
@@ -200,6 +216,7 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         unmatched_names=match.unmatched,
         helper_names=match.helpers,
         patient_hash=hashlib.sha256(files.patient_id.encode()).hexdigest()[:16],
+        beams=beams.to_dict(),
     )
     if opts.keep_phi:
         info["patient_id"] = files.patient_id
@@ -218,7 +235,11 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
     if sset.channels != PROSTATE_SIB.channels:
         raise SourceInputError(f"{path}: research NPZ cases hold the prostate set; use --structure-set prostate_sib")
     case = read_research_npz(path)
-    warnings = [*case.warnings, "no external contour in NPZ; BODY = CT > -350 HU"]
+    warnings = [
+        *case.warnings,
+        "no external contour in NPZ; BODY = CT > -350 HU",
+        f"no RTPLAN in NPZ: beams from protocol {opts.beam_protocol}",
+    ]
     found = {c: c for i, c in enumerate(sset.channels) if case.masks[i].any()}
     if sset.primary_target not in found:
         raise SourceInputError(f"{path}: the primary target {sset.primary_target} mask is empty")
@@ -240,6 +261,7 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
         warnings=warnings,
         source_hash=hashlib.sha256(path.stem.encode()).hexdigest()[:16],
         **({"source_file": str(path)} if opts.keep_phi else {}),
+        beams=protocol(opts.beam_protocol).to_dict(),
     )
     write_case_folder(out_dir, info, case.ct_hu, case.grid, case.masks, case.ct_hu > -350, case.dose_gy)
     return _qa_row(info, "converted")
@@ -286,6 +308,7 @@ def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> d
         warnings=warnings,
         source_hash=hashlib.sha256(f"{folder.parent.name}/{folder.name}".encode()).hexdigest()[:16],
         body="possible-dose mask of the challenge",
+        beams=protocol("openkbp_9field").to_dict(),
         split_hint="test" if folder.parent.name.startswith(("validation", "test")) else "training",
     )
     write_case_folder(out_dir, info, pt.ct_hu, pt.grid, masks, pt.possible_dose_mask, pt.dose_gy)
@@ -307,6 +330,7 @@ def _qa_row(info: dict[str, Any], status: str) -> dict[str, Any]:
         "structures_missing": ";".join(info["structures_missing"]),
         "warnings": " | ".join(info["warnings"]),
         "errors": "",
+        "beams": info.get("beams", {}).get("source", ""),
         **info["qa"],
     }
 
@@ -364,6 +388,7 @@ def convert_tree(
     if Path(input_dir).resolve() == out.resolve():
         raise SourceInputError("--output must differ from --input (never write into the user's data)")
     out.mkdir(parents=True, exist_ok=True)
+    protocol(opts.beam_protocol)  # an unknown protocol fails here, before any case (KeyError naming the known ones)
     cases, problems = _sources(input_dir, opts)
     rows: list[dict[str, Any]] = []
     todo = []

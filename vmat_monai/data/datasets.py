@@ -85,7 +85,7 @@ def make_dataset(
         if cache_dir is None:
             raise ValueError("cache='disk' needs cache_dir")
         # the chain's hash (classes and parameters) is part of the key: a cache made by another
-        # chain (another voxel size, without the arc dose prior, ...) is never reused
+        # chain (another voxel size, without the beam dose prior, ...) is never reused
         return PersistentDataset(items, transform, cache_dir=str(cache_dir), hash_transform=chain_hashing)
     if cache == "none":
         return Dataset(items, transform)

@@ -8,7 +8,8 @@ Layout (Babier et al. 2021, repository ``ababier/open-kbp``)::
     <root>/<split>-pats/pt_N/voxel_dimensions.csv   three floats, mm
     <root>/<split>-pats/pt_N/<Structure>.csv   one per structure present (index only)
 
-Each CSV (plain or ``.csv.gz``) is sparse: a header ``,data`` then ``index,value`` rows, where
+Each CSV (plain, ``.csv.gz`` or ``.csv.xz``; one code path, pandas and :func:`open_csv` pick the
+decompressor from the suffix) is sparse: a header ``,data`` then ``index,value`` rows, where
 ``index`` is a flat C-order index into a 128×128×128 array; masks leave the value empty and
 missing voxels are 0.
 
@@ -38,6 +39,7 @@ __all__ = [
     "OpenKBPPatient",
     "find_patients",
     "from_openkbp_axes",
+    "open_csv",
     "openkbp_constraints",
     "read_openkbp_patient",
     "read_sparse_csv",
@@ -67,12 +69,25 @@ class OpenKBPPatient:
     grid: Grid
 
 
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.xz")
+
+
 def _csv_path(folder: Path, stem: str) -> Path | None:
-    for suffix in (".csv", ".csv.gz"):
+    """The patient's ``<stem>.csv`` in whichever of :data:`CSV_SUFFIXES` it was stored."""
+    for suffix in CSV_SUFFIXES:
         p = folder / f"{stem}{suffix}"
         if p.is_file():
             return p
     return None
+
+
+def open_csv(path: Path):
+    """Open a plain, gzip or xz CSV as text."""
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    return opener(path, "rt")
 
 
 def read_sparse_csv(path: str | Path, shape: tuple[int, int, int] = OPENKBP_SHAPE) -> np.ndarray:
@@ -81,7 +96,8 @@ def read_sparse_csv(path: str | Path, shape: tuple[int, int, int] = OPENKBP_SHAP
 
     path = Path(path)
     try:
-        df = pd.read_csv(path, index_col=0)
+        with open_csv(path) as fh:
+            df = pd.read_csv(fh, index_col=0)
     except Exception as exc:
         raise OpenKBPInputError(f"{path}: unreadable sparse CSV ({exc}); re-download the patient") from None
     if "data" not in df.columns:
@@ -132,14 +148,11 @@ def read_openkbp_patient(folder: str | Path, structure_set: StructureSet = OPENK
     need = {"ct": _csv_path(folder, "ct"), "possible_dose_mask": _csv_path(folder, "possible_dose_mask")}
     for stem, p in need.items():
         if p is None:
-            raise OpenKBPInputError(f"{folder}: {stem}.csv(.gz) is missing; every patient needs it")
+            raise OpenKBPInputError(f"{folder}: {stem}.csv(.gz/.xz) is missing; every patient needs it")
     vox = _csv_path(folder, "voxel_dimensions")
     if vox is None:
         raise OpenKBPInputError(f"{folder}: voxel_dimensions.csv is missing")
-    import gzip
-
-    opener = gzip.open if vox.suffix == ".gz" else open
-    with opener(vox, "rt") as fh:
+    with open_csv(vox) as fh:
         dims = np.loadtxt(fh, dtype=np.float64).reshape(-1)
     if dims.shape != (3,) or np.any(dims <= 0):
         raise OpenKBPInputError(f"{vox}: expected three positive voxel sizes in mm, got {dims.tolist()}")

@@ -84,7 +84,7 @@ def train_bounded(
         if done.get("config_sha256") != digest:  # a record without it predates the check: older configs
             raise RuntimeError(
                 f"{ckpt} was trained with another version of the {configs!r} configuration (the bundle's configs "
-                "changed since, e.g. the arc dose prior channel); re-run with --fresh to train again"
+                "changed since, e.g. the beam dose prior channel); re-run with --fresh to train again"
             )
         print(f"training: reusing {ckpt} ({done['summary']})", flush=True)
         return ckpt

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -14,6 +16,38 @@ from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.transforms import train_transforms, val_transforms
 
 __all__ = ["DoseDataModule"]
+
+
+def _mallopt(option: int, value: int) -> None:
+    """glibc's ``mallopt`` (a no-op where there is none)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(option, value)
+    except (OSError, AttributeError):
+        pass
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+@contextmanager
+def _freed_volumes_go_back_to_the_os() -> Iterator[None]:
+    """While the cache is filled (glibc only): every allocation above 1 MiB is served by mmap, so the
+    float32 intermediates of each case (a few hundred MB, freed after the cast to compact types) go
+    back to the OS instead of fragmenting the heap: on OpenKBP 109 instead of 152 MB of resident
+    memory per cached case (80 MB of tensors). Afterwards the thresholds are set where glibc's own
+    adjustment ends up (mmap above 32 MiB, trim above 64 MiB): with the 1 MiB threshold kept, every
+    training step would map and zero its activations afresh (1.5 times slower, measured)."""
+    _mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    try:
+        yield
+    finally:
+        _mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        _mallopt(M_TRIM_THRESHOLD, 64 << 20)
 
 
 class DoseDataModule(pl.LightningDataModule):
@@ -33,6 +67,7 @@ class DoseDataModule(pl.LightningDataModule):
         pos_fraction: share of patches centred on targets.
         rotate_deg: random rotation of each training patch about the S-I axis, up to ± this many
             degrees (0: none; see :func:`~vmat_monai.transforms.train_transforms`).
+        cache_workers: threads that fill the memory cache (default: the CPU count, at most 4).
     """
 
     def __init__(
@@ -48,8 +83,10 @@ class DoseDataModule(pl.LightningDataModule):
         cache_dir: str | Path | None = None,
         pos_fraction: float = 2 / 3,
         rotate_deg: float = 0.0,
+        cache_workers: int | None = None,
     ) -> None:
         super().__init__()
+        self.cache_workers = cache_workers if cache_workers is not None else min(4, os.cpu_count() or 1)
         self.datalist = Path(datalist)
         self.inputs = inputs
         self.patch_size, self.num_samples, self.batch_size = tuple(patch_size), num_samples, batch_size
@@ -59,6 +96,10 @@ class DoseDataModule(pl.LightningDataModule):
         self.train_ds = self.val_ds = None
 
     def setup(self, stage: str | None = None) -> None:
+        with _freed_volumes_go_back_to_the_os():
+            self._build(stage)
+
+    def _build(self, stage: str | None) -> None:
         if self.train_ds is None and stage in (None, "fit"):
             t = train_transforms(
                 mirror_pairs=self.inputs.mirror_pairs,
@@ -70,10 +111,10 @@ class DoseDataModule(pl.LightningDataModule):
                 constraint_pairs=self.inputs.constraint_pairs,
                 **self.inputs.preset_kwargs(),
             )
-            self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir)
+            self.train_ds = make_dataset(self.datalist, "training", t, self.cache, self.cache_dir, self.cache_workers)
         if self.val_ds is None and stage in (None, "fit", "validate"):
             v = val_transforms(pixdim=self.pixdim, **self.inputs.preset_kwargs())
-            self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir)
+            self.val_ds = make_dataset(self.datalist, "validation", v, self.cache, self.cache_dir, self.cache_workers)
 
     def training_constraints(self) -> torch.Tensor:
         """The training cases' constraint vectors, (N, K), from the datalist."""

@@ -8,7 +8,11 @@ Network input channels, in order (docs/TRANSFORMS.md)::
 
     0             CT window (HU -1000..1500 -> 0..1)
     1 .. C        signed distances of the structure set's channels, in its order
-    C+1 .. C+S    the arc dose prior: S = prior_channels (0: none, 1: whole arc, 3: by entry side)
+    C+1 .. C+S    the beam dose prior: S = prior_channels (0: none, 1: all beams, 3: by entry side)
+
+The prior's beams: each case's own arrangement (``beams`` in its datalist entry, from its RTPLAN
+or the protocol recorded at conversion) unless ``prior_source`` is ``protocol``; cases without
+one get ``prior_protocol`` (vmat_monai.transforms.beam_arrangement.PROTOCOLS).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from pathlib import Path
 
 from vmat_monai.constraints import ConstraintSpec, layout_for, mirror_constraint_pairs
 from vmat_monai.structures import StructureSet, get_structure_set
+from vmat_monai.transforms.beam_arrangement import protocol
 
-__all__ = ["PRIOR_CHANNEL_CHOICES", "ModelInputs", "model_inputs"]
+__all__ = ["PRIOR_CHANNEL_CHOICES", "PRIOR_SOURCES", "ModelInputs", "model_inputs"]
 
 PRIOR_CHANNEL_CHOICES = (0, 1, 3)
+PRIOR_SOURCES = ("case", "protocol")
 
 
 @dataclass(frozen=True)
@@ -31,18 +37,26 @@ class ModelInputs:
     Attributes:
         structures: the structure set (channel order, targets, mirror pairs).
         layout: the constraint vector's layout (``constraints.layout_for``).
-        prior_channels: arc dose prior channels appended to the input: 0, 1 or 3.
+        prior_channels: beam dose prior channels appended to the input: 0, 1 or 3.
+        prior_protocol: the beam protocol of cases without their own arrangement.
+        prior_source: ``case`` (each case's own arrangement where it has one) or ``protocol``
+            (``prior_protocol`` for every case).
     """
 
     structures: StructureSet
     layout: tuple[ConstraintSpec, ...]
     prior_channels: int = 1
+    prior_protocol: str = "arc360"
+    prior_source: str = "case"
 
     def __post_init__(self) -> None:
+        protocol(self.prior_protocol)  # KeyError naming the known protocols
+        if self.prior_source not in PRIOR_SOURCES:
+            raise ValueError(f"prior_source must be one of {PRIOR_SOURCES}, got {self.prior_source!r}")
         if self.prior_channels not in PRIOR_CHANNEL_CHOICES:
             raise ValueError(
-                f"prior_channels must be one of {PRIOR_CHANNEL_CHOICES} (0: no arc dose prior, 1: the whole arc, "
-                f"3: by the beams' entry side), got {self.prior_channels!r}"
+                f"prior_channels must be one of {PRIOR_CHANNEL_CHOICES} (0: no beam dose prior, 1: all beams in one "
+                f"channel, 3: by the beams' entry side), got {self.prior_channels!r}"
             )
 
     @property
@@ -118,12 +132,18 @@ class ModelInputs:
             "n_constraints": self.n_constraints,
             "prior_levels": self.prior_levels,
             "prior_sectors": self.prior_sectors,
+            "prior_beams": self.prior_protocol,
+            "prior_case_beams": self.prior_source == "case",
         }
 
 
 def model_inputs(
-    structure_set: str | Path | StructureSet | None = "prostate_sib", prior_channels: int = 1
+    structure_set: str | Path | StructureSet | None = "prostate_sib",
+    prior_channels: int = 1,
+    prior_protocol: str = "arc360",
+    prior_source: str = "case",
 ) -> ModelInputs:
-    """The model-input spec of a structure set (name, JSON file or object) and prior channel count."""
+    """The model-input spec of a structure set (name, JSON file or object), the prior's channel
+    count, and where the prior's beams come from."""
     s = get_structure_set(structure_set)
-    return ModelInputs(s, layout_for(s), int(prior_channels))
+    return ModelInputs(s, layout_for(s), int(prior_channels), str(prior_protocol), str(prior_source))

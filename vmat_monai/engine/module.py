@@ -36,6 +36,13 @@ def dose_metrics(
     return out
 
 
+def _float32(v: Any) -> Any:
+    """Integer and half-precision tensors as float32; anything else unchanged."""
+    if torch.is_tensor(v) and (not v.is_floating_point() or v.dtype in (torch.float16, torch.bfloat16)):
+        return v.float()
+    return v
+
+
 class DosePredictionModule(pl.LightningModule):
     """Predict dose / Rx from ``input`` (CT + signed distances) and ``constraints``.
 
@@ -112,6 +119,7 @@ class DosePredictionModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
+        batch = {k: _float32(v) for k, v in batch.items()}  # the cache holds compact types (val_transforms)
         pred = self.predict_volume(batch["input"], batch["constraints"])
         rx = torch.as_tensor(batch["prescription_gy"], device=pred.device, dtype=pred.dtype).view(-1, 1, 1, 1, 1)
         metrics = dose_metrics(

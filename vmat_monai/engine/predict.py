@@ -1,8 +1,12 @@
 """Full-volume prediction: checkpoint -> dose in Gy on the original CT grid.
 
 Outputs per case (``output_dir/<case_id>/``, each file atomic): ``dose_pred.nii.gz`` (Gy, CT grid),
-``prediction.json`` (checkpoint, constraint vector used, overrides, flip TTA), optionally
+``prediction.json`` (checkpoints, constraint vector used, overrides, flip TTA), optionally
 ``RD.pred.dcm`` (DICOM RTDOSE) and ``output_dir/submission/<case_id>.csv`` (OpenKBP format).
+
+Ensembles: given several checkpoints of one configuration, the predicted dose is the members'
+mean and ``dose_std.nii.gz`` their per-voxel standard deviation (Gy, ``ddof=1``; with flip TTA,
+each member's prediction is its own flip average first).
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.transforms import inference_transforms
 from vmat_monai.transforms.array import swap_entries
 
-__all__ = ["PRED_NAME", "RTDOSE_NAME", "DosePredictor", "load_network_weights"]
+__all__ = ["PRED_NAME", "RTDOSE_NAME", "STD_NAME", "DosePredictor", "checkpoint_list", "load_network_weights"]
 
 PRED_NAME = "dose_pred.nii.gz"
+STD_NAME = "dose_std.nii.gz"
 RTDOSE_NAME = "RD.pred.dcm"
 
 
@@ -50,7 +55,7 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
         hint = ""
         if residual_ckpt != residual_net:
             hint = (
-                "It holds a PriorResidual network (correction to the arc dose prior): add `residual` to --config "
+                "It holds a PriorResidual network (correction to the beam dose prior): add `residual` to --config "
                 "(bundle: stack configs/residual.json). "
                 if residual_ckpt
                 else "It holds a plain network, not a PriorResidual one: drop `residual` from --config. "
@@ -58,10 +63,21 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
         raise RuntimeError(
             f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... {hint}Use the "
             "configuration it was trained with (network variant and channels, structure set, and `prior_channels`: "
-            "a network trained with the arc dose prior has 1 or 3 input channels more; for a checkpoint trained "
+            "a network trained with the beam dose prior has 1 or 3 input channels more; for a checkpoint trained "
             "without it pass `--prior_channels 0` to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
         ) from err
     return network
+
+
+def checkpoint_list(ckpt_path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One checkpoint, a comma-separated string of them, or a sequence: a list of paths (at least one)."""
+    if isinstance(ckpt_path, (str, Path)):
+        parts = [p.strip() for p in str(ckpt_path).split(",") if p.strip()]
+    else:
+        parts = [str(p) for p in ckpt_path]
+    if not parts:
+        raise ValueError("no checkpoint given: pass one path, or several separated by commas for an ensemble")
+    return [Path(p) for p in parts]
 
 
 class DosePredictor:
@@ -69,7 +85,9 @@ class DosePredictor:
 
     Args:
         network: the network (its architecture must match the checkpoint).
-        ckpt_path: Lightning checkpoint or plain state dict (``models/model.pt``).
+        ckpt_path: Lightning checkpoint or plain state dict (``models/model.pt``); several (a
+            sequence or a comma-separated string) for an ensemble of models trained with the same
+            configuration: mean dose and per-voxel standard deviation (``dose_std.nii.gz``).
         inputs: the model-input spec it was trained with (:func:`~vmat_monai.engine.inputs.model_inputs`).
         roi_size: sliding-window size, voxels.
         sw_batch_size: windows per forward pass.
@@ -91,7 +109,7 @@ class DosePredictor:
     def __init__(
         self,
         network: nn.Module,
-        ckpt_path: str | Path,
+        ckpt_path: str | Path | Sequence[str | Path],
         inputs: ModelInputs,
         roi_size: Sequence[int] = (128, 128, 128),
         sw_batch_size: int = 1,
@@ -104,11 +122,17 @@ class DosePredictor:
         openkbp_submission: bool = False,
         flip_tta: bool = False,
     ) -> None:
+        import copy
+
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        load_network_weights(network, ckpt_path)
-        self.ckpt_path = Path(ckpt_path)
-        self.module = DosePredictionModule(network, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
-        self.module.to(self.device).eval()
+        self.ckpt_paths = checkpoint_list(ckpt_path)
+        self.ckpt_path = self.ckpt_paths[0]
+        self.members = []
+        for i, path in enumerate(self.ckpt_paths):
+            net = load_network_weights(network if i == 0 else copy.deepcopy(network), path)
+            member = DosePredictionModule(net, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
+            self.members.append(member.to(self.device).eval())
+        self.module = self.members[0]
         self.inputs = inputs
         self.rtdose = rtdose
         self.dicom_source = dicom_source
@@ -124,16 +148,26 @@ class DosePredictor:
         return dict(overrides or {})
 
     @torch.no_grad()
-    def predict_relative(self, x: torch.Tensor, c: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
-        """Dose / Rx of a (1, channels, *spatial) network input and its (1, K) constraints, on the
-        input's grid; with flip TTA the mean of it and of its left-right mirror image."""
-        rel = self.module.predict_volume(x, c)
-        if self.flip_tta if flip_tta is None else flip_tta:
-            # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
+    def predict_members(self, x: torch.Tensor, c: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
+        """Dose / Rx of every member, (M, 1, *spatial), for a (1, channels, *spatial) network input
+        and its (1, K) constraints, on the input's grid; with flip TTA each member's mean of it and
+        of its left-right mirror image."""
+        flip = self.flip_tta if flip_tta is None else flip_tta
+        if flip:  # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
             x_m = swap_entries(torch.flip(x[0], dims=[1]), self.inputs.input_pairs)[None]
             c_m = swap_entries(c.reshape(-1), self.inputs.constraint_pairs)[None]
-            rel = 0.5 * (rel + torch.flip(self.module.predict_volume(x_m, c_m), dims=[2]))
-        return rel
+        out = []
+        for member in self.members:
+            rel = member.predict_volume(x, c)
+            if flip:
+                rel = 0.5 * (rel + torch.flip(member.predict_volume(x_m, c_m), dims=[2]))
+            out.append(rel[0])
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def predict_relative(self, x: torch.Tensor, c: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
+        """Dose / Rx, (1, 1, *spatial): the members' mean (see :meth:`predict_members`)."""
+        return self.predict_members(x, c, flip_tta).mean(dim=0, keepdim=True)
 
     @torch.no_grad()
     def predict_item(
@@ -145,6 +179,18 @@ class DosePredictor:
         """Dose in Gy on the item's original CT grid, zero outside its body mask: (array x, y, z; RAS affine).
 
         ``constraint_overrides`` / ``flip_tta`` replace the predictor's defaults for this call."""
+        dose, _std, affine = self.predict_item_with_std(item, constraint_overrides, flip_tta)
+        return dose, affine
+
+    @torch.no_grad()
+    def predict_item_with_std(
+        self,
+        item: Mapping[str, Any],
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(mean dose, members' per-voxel standard deviation or None for one model, affine): Gy on the
+        item's original CT grid, zero outside its body mask."""
         overrides = self.constraint_overrides if constraint_overrides is None else self._checked(constraint_overrides)
         item = dict(item)
         if overrides:
@@ -152,16 +198,20 @@ class DosePredictor:
         d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
-        rel = self.predict_relative(x, c, flip_tta)[0].cpu()
+        rel = self.predict_members(x, c, flip_tta)[:, 0].cpu()  # (M, *spatial)
+        both = torch.stack([rel.mean(0), rel.std(0) if len(rel) > 1 else torch.zeros_like(rel[0])])
         img = d["image"]
-        d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        d["pred"] = MetaTensor(both, meta=dict(img.meta), applied_operations=list(img.applied_operations))
         back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
-        dose = np.clip(np.asarray(back[0], dtype=np.float32) * float(item["prescription_gy"]), 0, None)
+        rx = float(item["prescription_gy"])
+        dose = np.clip(np.asarray(back[0], dtype=np.float32) * rx, 0, None)
+        std = np.clip(np.asarray(back[1], dtype=np.float32) * rx, 0, None) if len(rel) > 1 else None
         if item.get("body"):  # no dose outside the patient (OpenKBP: outside the possible-dose mask)
             body = np.asarray(nib.load(str(item["body"])).dataobj) > 0
             if body.shape == dose.shape:
                 dose = dose * body
-        return dose, np.asarray(back.affine, dtype=np.float64)
+                std = std * body if std is not None else None
+        return dose, std, np.asarray(back.affine, dtype=np.float64)
 
     def write_outputs(
         self,
@@ -171,16 +221,21 @@ class DosePredictor:
         output_dir: str | Path,
         constraint_overrides: Mapping[str, float] | None = None,
         flip_tta: bool | None = None,
+        std: np.ndarray | None = None,
     ) -> Path:
         """Every output of one predicted case (see the module docstring); returns the NIfTI's path."""
         out = Path(output_dir)
         overrides = self.constraint_overrides if constraint_overrides is None else dict(constraint_overrides)
         case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
+        if std is not None:  # written first: a case whose dose_pred exists is complete
+            with atomic_file(case_dir / STD_NAME) as tmp:
+                nib.save(nib.Nifti1Image(std, affine), str(tmp))
         with atomic_file(case_dir / PRED_NAME) as tmp:
             nib.save(nib.Nifti1Image(dose, affine), str(tmp))
         record = {
             "case_id": case_dir.name,
             "checkpoint": str(self.ckpt_path),
+            "checkpoints": [str(p) for p in self.ckpt_paths],
             "constraint_vector": override_vector(item["constraints"], overrides, self.inputs.layout),
             "constraint_overrides": overrides,
             "prescription_gy": float(item["prescription_gy"]),
@@ -217,8 +272,8 @@ class DosePredictor:
         """Predict each item and write its outputs under ``output_dir/<case_id>/``."""
         written = []
         for item in tqdm(items, desc="predict", unit="case"):
-            dose, affine = self.predict_item(item, constraint_overrides, flip_tta)
-            written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta))
+            dose, std, affine = self.predict_item_with_std(item, constraint_overrides, flip_tta)
+            written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std))
         return written
 
     def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:

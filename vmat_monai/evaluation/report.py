@@ -20,15 +20,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from vmat_monai.atomic import write_csv_atomic, write_text_atomic
 from vmat_monai.evaluation.case_metrics import CaseEvaluation, EvaluationInputError, evaluate_case, load_case
+from vmat_monai.metrics.calibration import NORMAL_WITHIN, calibration, sigma_error_rank_correlation
 from vmat_monai.metrics.gamma import GammaOptions
 
 __all__ = ["EvaluationSettings", "evaluate_predictions", "find_pairs"]
 
 PRED_NAME = "dose_pred.nii.gz"
+STD_NAME = "dose_std.nii.gz"  # beside it: an ensemble's per-voxel sd (vmat_monai.engine.predict)
 FIGURE_CHOICES = ("all", "summary", "none")
 
 
@@ -216,6 +219,11 @@ def evaluate_predictions(
             case = load_case(case_dir, pred_path, settings.structure_set)
             ev = evaluate_case(case, settings.gamma, settings.with_gamma)
             structures = structures or list(case.structure_set.channels)
+            std_path = pred_path.parent / STD_NAME
+            if std_path.is_file():  # an ensemble's (or sampler's) per-voxel sd: how well calibrated is it
+                sigma = np.asarray(nib.load(str(std_path)).dataobj, dtype=np.float64).reshape(case.pred.shape)
+                cal = calibration(case.pred, case.plan, sigma, case.body)
+                ev.row.update({k: v for k, v in cal.items() if k != "MAE_gy"})
             rows.append(ev.row)
             for g, q in zip(ev.goals_plan, ev.goals_pred, strict=True):
                 goal_rows.append(
@@ -244,6 +252,18 @@ def evaluate_predictions(
         "settings": {**asdict(settings.gamma), "with_gamma": settings.with_gamma, "possible_dose_mask": "body"},
         **summarise(rows, structures),
     }
+    with_sd = [r for r in rows if "mean_sd_gy" in r]
+    if with_sd:
+        summary["calibration"] = {
+            "cases": len(with_sd),
+            "within_1sd_pct": float(np.mean([r["within_1sd_pct"] for r in with_sd])),
+            "within_2sd_pct": float(np.mean([r["within_2sd_pct"] for r in with_sd])),
+            "normal_within_pct": {"1": NORMAL_WITHIN[1], "2": NORMAL_WITHIN[2]},
+            "mean_sd_gy": float(np.mean([r["mean_sd_gy"] for r in with_sd])),
+            "sd_vs_error_spearman": sigma_error_rank_correlation(
+                [r["mean_sd_gy"] for r in with_sd], [r["MAE_body"] for r in with_sd]
+            ),
+        }
     if rows:
         write_csv_atomic(out / "metrics.csv", rows, "{:.6g}")
         write_csv_atomic(out / "goals.csv", goal_rows, "{:.6g}")

@@ -1,8 +1,8 @@
-"""Residual dose prediction: the network learns a correction to the arc dose prior in its input.
+"""Residual dose prediction: the network learns a correction to the beam dose prior in its input.
 
 ``dose / Rx = prior + gate * network(input)``, where ``prior`` is the sum of the last
-``prior_channels`` input channels (the arc dose prior of
-:class:`~vmat_monai.transforms.ArcDosePriord`, already relative to the primary prescription; its
+``prior_channels`` input channels (the beam dose prior of
+:class:`~vmat_monai.transforms.BeamDosePriord`, already relative to the primary prescription; its
 sector channels sum to the whole-arc prior) and ``gate`` is a learnable scalar that starts at 0
 (ReZero), so training starts from the prior itself and the network only has to learn where the
 plan departs from a uniform arc. The wrapped network must have a linear output (for
@@ -33,7 +33,7 @@ class PriorResidual(nn.Module):
         super().__init__()
         if int(prior_channels) < 1:
             raise ValueError(
-                f"PriorResidual needs the arc dose prior in the input (prior_channels >= 1, got {prior_channels}): "
+                f"PriorResidual needs the beam dose prior in the input (prior_channels >= 1, got {prior_channels}): "
                 "set `prior_channels` to 1 or 3, or use the network without the residual wrapper"
             )
         if getattr(network, "out_activation", None) is not None:

@@ -1,9 +1,8 @@
 """Reusable MONAI transforms for dose prediction (depend on MONAI, numpy, scipy and torch only).
 
-from vmat_monai.transforms import SignedDistanced, RandFlipPairsd, DoseToRelatived, ArcDosePriord
+from vmat_monai.transforms import SignedDistanced, RandFlipPairsd, DoseToRelatived, BeamDosePriord
 """
 
-from vmat_monai.transforms.arc_prior import ArcDosePrior
 from vmat_monai.transforms.array import (
     ChannelUnion,
     ConstraintToChannels,
@@ -12,8 +11,10 @@ from vmat_monai.transforms.array import (
     SignedDistance,
     spacing_of,
 )
+from vmat_monai.transforms.beam_arrangement import PROTOCOLS, Beam, BeamArrangement, protocol
+from vmat_monai.transforms.beam_prior import BeamDosePrior
 from vmat_monai.transforms.dictionary import (
-    ArcDosePriord,
+    BeamDosePriord,
     ChannelUniond,
     ConstraintToChannelsd,
     ConstraintVectord,
@@ -24,8 +25,11 @@ from vmat_monai.transforms.dictionary import (
 from vmat_monai.transforms.presets import inference_transforms, train_transforms, val_transforms
 
 __all__ = [
-    "ArcDosePrior",
-    "ArcDosePriord",
+    "PROTOCOLS",
+    "Beam",
+    "BeamArrangement",
+    "BeamDosePrior",
+    "BeamDosePriord",
     "ChannelUnion",
     "ChannelUniond",
     "ConstraintToChannels",
@@ -38,6 +42,7 @@ __all__ = [
     "SignedDistance",
     "SignedDistanced",
     "inference_transforms",
+    "protocol",
     "spacing_of",
     "train_transforms",
     "val_transforms",

@@ -15,7 +15,6 @@ from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
 from monai.utils import convert_to_tensor
 
-from vmat_monai.transforms.arc_prior import ArcDosePrior
 from vmat_monai.transforms.array import (
     ChannelUnion,
     ConstraintToChannels,
@@ -24,9 +23,11 @@ from vmat_monai.transforms.array import (
     SignedDistance,
     swap_entries,
 )
+from vmat_monai.transforms.beam_arrangement import BeamArrangement
+from vmat_monai.transforms.beam_prior import BeamDosePrior
 
 __all__ = [
-    "ArcDosePriord",
+    "BeamDosePriord",
     "ChannelUniond",
     "ConstraintToChannelsd",
     "ConstraintVectord",
@@ -243,11 +244,15 @@ class RandFlipPairsd(RandomizableTransform, MapTransform):
         return d
 
 
-class ArcDosePriord(MapTransform):
-    """Dictionary wrapper of :class:`~vmat_monai.transforms.arc_prior.ArcDosePrior`.
+class BeamDosePriord(MapTransform):
+    """Dictionary wrapper of :class:`~vmat_monai.transforms.beam_prior.BeamDosePrior`.
 
     Reads the CT (HU, before any intensity windowing), the masks and the body; writes the
-    (S, *spatial) relative prior dose to ``output_key`` (S = ``sectors``, 1 by default).
+    (S, *spatial) relative prior dose to ``output_key`` (S = ``sectors``, 1 by default). The
+    case's beam arrangement is read from ``beams_key`` (a :meth:`BeamArrangement.to_dict` dict,
+    as the datalist carries it from ``case.json``) and removed from the output (a nested dict does
+    not batch); a case without one, or every case when ``use_case_beams`` is False, gets the
+    ``beams`` protocol.
 
     Args:
         keys: the CT key.
@@ -256,11 +261,14 @@ class ArcDosePriord(MapTransform):
         masks_key: key of the (C, *spatial) masks.
         body_key: key of the external contour.
         output_key: where the prior goes.
+        beams: the protocol (name or arrangement) for cases without their own.
+        beams_key: key of the case's own arrangement.
+        use_case_beams: False: always the protocol (a lever; the case's own is still removed).
         allow_missing_keys: skip absent keys.
-        prior_kwargs: further :class:`ArcDosePrior` arguments (``sectors``, ``n_angles``, ``grid_mm``, ...).
+        prior_kwargs: further :class:`BeamDosePrior` arguments (``sectors``, ``arc_step_deg``, ``grid_mm``, ...).
     """
 
-    backend = ArcDosePrior.backend
+    backend = BeamDosePrior.backend
 
     def __init__(
         self,
@@ -270,15 +278,23 @@ class ArcDosePriord(MapTransform):
         masks_key: str = "masks",
         body_key: str = "body",
         output_key: str = "prior",
+        beams: BeamArrangement | str = "arc360",
+        beams_key: str = "beams",
+        use_case_beams: bool = True,
         allow_missing_keys: bool = False,
         **prior_kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.prior = ArcDosePrior(target_channels, target_levels, **prior_kwargs)
+        self.prior = BeamDosePrior(target_channels, target_levels, beams=beams, **prior_kwargs)
         self.masks_key, self.body_key, self.output_key = masks_key, body_key, output_key
+        self.beams_key, self.use_case_beams = beams_key, bool(use_case_beams)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        own = d.pop(self.beams_key, None)
+        arrangement = None
+        if own is not None and self.use_case_beams:
+            arrangement = own if isinstance(own, BeamArrangement) else BeamArrangement.from_dict(own)
         for key in self.key_iterator(d):
-            d[self.output_key] = self.prior(d[key], d[self.masks_key], d[self.body_key])
+            d[self.output_key] = self.prior(d[key], d[self.masks_key], d[self.body_key], arrangement)
         return d

@@ -8,13 +8,17 @@ Input dict (a datalist entry, paths relative to the datalist folder already join
 Output dict::
 
     input: (1 + C, ...) float32 = [CT window, C signed-distance channels]
-           (1 + C + S, ...) with ``prior_levels``: [..., S arc dose prior channels]
-    image: (1, ...) CT window    sdf: (C, ...) signed distances    prior: (S, ...) arc dose prior
+           (1 + C + S, ...) with ``prior_levels``: [..., S beam dose prior channels]
+    image: (1, ...) CT window    sdf: (C, ...) signed distances    prior: (S, ...) beam dose prior
     dose: (1, ...) dose / prescription      body: (1, ...) mask      constraints: (K,) float32
     masks: (C, ...) binary (kept for losses and metrics)    target: (1, ...) union of targets
 
 Training patches keep only ``input``, ``dose``, ``masks``, ``body``, ``constraints`` and
-``prescription_gy`` (what the loss needs); validation and inference keep everything above.
+``prescription_gy`` (what the loss needs); validation volumes the same (full size; ``input`` as
+float16, ``masks`` and ``body`` as uint8: cast them to float32 before use); inference keeps
+everything above. The training cache holds each volume in compact types (masks, body and target
+union as uint8; CT window, distances and prior as float16; dose float32); patches are cast back
+to float32 after the crop.
 
 CT window: HU in [``hu_min``, ``hu_max``] (default -1000..1500) maps linearly to [0, 1], clipped
 (MONAI ``ScaleIntensityRanged``). Signed distances use ``sdf_margin_mm`` (default 150 mm: the
@@ -22,23 +26,27 @@ low-dose bath reaches well beyond 50 mm from the targets, and a patch far from t
 knows how far they are through these channels).
 Geometry: ``Orientationd("RAS")`` then ``Spacingd`` to ``pixdim`` (default 2.5 mm isotropic);
 masks use nearest-neighbour interpolation, CT and dose trilinear.
-Arc dose prior (``prior_levels`` = the targets' prescribed doses, in ``target_channels`` order):
-:class:`~vmat_monai.transforms.arc_prior.ArcDosePrior` from the CT in HU, the masks and the body,
-relative to the primary target (median 1 there), in ``prior_sectors`` channels (S = 1 or 3).
+Beam dose prior (``prior_levels`` = the targets' prescribed doses, in ``target_channels`` order):
+:class:`~vmat_monai.transforms.beam_prior.BeamDosePrior` from the CT in HU, the masks and the body,
+relative to the primary target (median 1 there), in ``prior_sectors`` channels (S = 1 or 3), for
+the case's own beam arrangement (optional input key ``beams``, consumed) or the ``prior_beams``
+protocol (always, when ``prior_case_beams`` is False).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import torch
 from monai.transforms import (
+    CastToTyped,
     Compose,
     ConcatItemsd,
     DeleteItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
-    FgBgToIndicesd,
     LoadImaged,
     Orientationd,
     RandCropByPosNegLabeld,
@@ -49,7 +57,7 @@ from monai.transforms import (
 )
 
 from vmat_monai.transforms.dictionary import (
-    ArcDosePriord,
+    BeamDosePriord,
     ChannelUniond,
     ConstraintVectord,
     DoseToRelatived,
@@ -64,7 +72,20 @@ DEFAULT_PIXDIM = (2.5, 2.5, 2.5)
 DEFAULT_PATCH = (128, 128, 128)
 
 
+# the parameters every chain passes to its deterministic part, by name (see _deterministic)
+_DETERMINISTIC = (
+    "target_channels", "pixdim", "sdf_margin_mm", "n_constraints", "hu_min", "hu_max", "prior_levels",
+    "prior_sectors", "prior_beams", "prior_case_beams",
+)  # fmt: skip
+
+
+def _deterministic_of(args: Mapping[str, Any], with_dose: bool) -> list:
+    """The deterministic part for a public chain's arguments (its ``locals()``)."""
+    return _deterministic(with_dose=with_dose, **{k: args[k] for k in _DETERMINISTIC})
+
+
 def _deterministic(
+    *,
     target_channels: Sequence[int],
     with_dose: bool,
     pixdim: Sequence[float],
@@ -74,12 +95,24 @@ def _deterministic(
     hu_max: float,
     prior_levels: Sequence[float] | None,
     prior_sectors: int = 1,
+    prior_beams: str = "arc360",
+    prior_case_beams: bool = True,
 ) -> list:
     images = ["image", "masks", "body", *(["dose"] if with_dose else [])]
     prior = (
-        [ArcDosePriord("image", target_channels, prior_levels, output_key="prior", sectors=prior_sectors)]
+        [
+            BeamDosePriord(
+                "image",
+                target_channels,
+                prior_levels,
+                output_key="prior",
+                sectors=prior_sectors,
+                beams=prior_beams,
+                use_case_beams=prior_case_beams,
+            )
+        ]
         if prior_levels
-        else []
+        else [DeleteItemsd("beams")]  # the case's arrangement is only for the prior
     )
     modes = {"image": "bilinear", "masks": "nearest", "body": "nearest", "dose": "bilinear"}
     return [
@@ -93,7 +126,7 @@ def _deterministic(
         *([DoseToRelatived("dose", prescription_key="prescription_gy")] if with_dose else []),
         ConstraintVectord("constraints", length=n_constraints),
         ChannelUniond("masks", channels=target_channels, output_key="target"),
-        EnsureTyped([*images, "sdf", "target", *(["prior"] if prior else [])], dtype="float32", track_meta=True),
+        EnsureTyped([*images, "sdf", "target", *(["prior"] if prior_levels else [])], dtype="float32", track_meta=True),
     ]
 
 
@@ -118,6 +151,8 @@ def train_transforms(
     prior_sectors: int = 1,
     rotate_deg: float = 0.0,
     constraint_pairs: Sequence[Sequence[int]] = (),
+    prior_beams: str = "arc360",
+    prior_case_beams: bool = True,
 ) -> Compose:
     """Training chain: deterministic part (cacheable) + padding, random patches, L-R flips and
     (optionally) rotations about the patient's long axis.
@@ -134,7 +169,7 @@ def train_transforms(
         n_constraints: length of the constraint vector.
         hu_min: CT value mapped to 0 (HU).
         hu_max: CT value mapped to 1 (HU).
-        prior_levels: the targets' prescribed doses; when given, the arc dose prior becomes the
+        prior_levels: the targets' prescribed doses; when given, the beam dose prior becomes the
             last input channel(s).
         prior_sectors: channels of the prior: 1 (the whole arc) or 3 (by the beams' entry side).
         rotate_deg: largest rotation of a patch in the axial plane (about the S-I axis), degrees,
@@ -144,6 +179,8 @@ def train_transforms(
         constraint_pairs: (left, right) entries of the constraint vector swapped by the flip
             (``ModelInputs.constraint_pairs`` of vmat_monai.engine.inputs: one-sided goals such as each parotid's
             Dmean); without them a flipped patch would carry the other side's goal.
+        prior_beams: beam protocol of cases without their own arrangement (vmat_monai.transforms.beam_arrangement).
+        prior_case_beams: False: the protocol for every case.
     """
     if not 0 <= pos_fraction <= 1:
         raise ValueError(f"pos_fraction must be in [0, 1], got {pos_fraction}")
@@ -164,14 +201,16 @@ def train_transforms(
         if rotate_deg > 0
         else []
     )
+    compact = {"image": torch.float16, "sdf": torch.float16, "prior": torch.float16}
+    compact |= {"masks": torch.uint8, "body": torch.uint8, "target": torch.uint8}
+    small = [k for k in [*keys, "target"] if k in compact]
     return Compose(
         [
-            *_deterministic(
-                target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
-            ),
+            *_deterministic_of(locals(), with_dose=True),
+            # the cached volume in compact types (masks as bytes, CT window, distances and prior in
+            # half precision; the dose stays float32): about 2.7 times less memory per case
+            CastToTyped(small, dtype=[compact[k] for k in small]),
             SpatialPadd([*keys, "target"], spatial_size=tuple(patch_size)),  # target: the patch centres
-            # voxel indices of targets / background, computed once and cached with the volume
-            FgBgToIndicesd("target", fg_postfix="_fg", bg_postfix="_bg"),
             RandCropByPosNegLabeld(
                 keys,
                 label_key="target",
@@ -179,9 +218,8 @@ def train_transforms(
                 pos=pos_fraction,
                 neg=1 - pos_fraction,
                 num_samples=num_samples,
-                fg_indices_key="target_fg",
-                bg_indices_key="target_bg",
             ),
+            CastToTyped([k for k in keys if k in compact], dtype=torch.float32),
             RandFlipPairsd(
                 keys,
                 prob=flip_prob,
@@ -193,9 +231,8 @@ def train_transforms(
             ),
             *rotate,
             _concat(prior_levels),
-            # a patch keeps what training uses: the input's parts, the full-volume target union and
-            # the per-volume index lists (which do not batch) are dropped
-            DeleteItemsd(["image", "sdf", "prior", "target", "target_fg", "target_bg"]),
+            # a patch keeps what training uses: the input's parts and the full-volume target union go
+            DeleteItemsd(["image", "sdf", "prior", "target"]),
         ]
     )
 
@@ -209,12 +246,23 @@ def val_transforms(
     hu_max: float = HU_MAX,
     prior_levels: Sequence[float] | None = None,
     prior_sectors: int = 1,
+    prior_beams: str = "arc360",
+    prior_case_beams: bool = True,
 ) -> Compose:
-    """Validation chain: full volumes with dose (for sliding-window evaluation)."""
-    det = _deterministic(
-        target_channels, True, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
+    """Validation chain: full volumes with dose (for sliding-window evaluation); keeps ``input``,
+    ``dose``, ``masks``, ``body``, ``constraints`` and ``prescription_gy`` (the parts of the input
+    once only: validation volumes stay cached for the whole training)."""
+    det = _deterministic_of(locals(), with_dose=True)
+    return Compose(
+        [
+            *det,
+            _concat(prior_levels),
+            DeleteItemsd(["image", "sdf", "prior", "target"]),
+            # cached for the whole training: the input in half precision, masks and body as bytes
+            # (DosePredictionModule.validation_step casts them back to float32)
+            CastToTyped(["input", "masks", "body"], dtype=[torch.float16, torch.uint8, torch.uint8]),
+        ]
     )
-    return Compose([*det, _concat(prior_levels)])
 
 
 def inference_transforms(
@@ -226,9 +274,10 @@ def inference_transforms(
     hu_max: float = HU_MAX,
     prior_levels: Sequence[float] | None = None,
     prior_sectors: int = 1,
+    prior_beams: str = "arc360",
+    prior_case_beams: bool = True,
 ) -> Compose:
-    """Inference chain: like validation, without dose."""
-    det = _deterministic(
-        target_channels, False, pixdim, sdf_margin_mm, n_constraints, hu_min, hu_max, prior_levels, prior_sectors
-    )
+    """Inference chain: like validation, without dose, keeping every part (``image``, ``sdf``,
+    ``prior``, ``target``) for outputs and figures."""
+    det = _deterministic_of(locals(), with_dose=False)
     return Compose([*det, _concat(prior_levels)])

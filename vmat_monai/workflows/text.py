@@ -99,5 +99,13 @@ def evaluation_lines(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         f"{'mean ± sd':<22}"
         + "  ".join(f"{h} {m[k]['mean']:.2f} ± {m[k]['sd']:.2f}" for k, h, _ in cols if m.get(k, {}).get("n"))
     )
+    cal = summary.get("calibration")
+    if cal:
+        lines.append(
+            f"uncertainty (dose_std, {cal['cases']} cases): error within 1 sd in {cal['within_1sd_pct']:.1f} % of "
+            f"body voxels, within 2 sd in {cal['within_2sd_pct']:.1f} % (calibrated: 68.3 / 95.4 %); mean sd "
+            f"{cal['mean_sd_gy']:.2f} Gy; rank correlation of a case's sd with its MAE "
+            f"{cal['sd_vs_error_spearman']:.2f}"
+        )
     errors = [f"NOT EVALUATED {cid}: {err}" for cid, err in {**summary["missing"], **summary["failed"]}.items()]
     return lines, errors

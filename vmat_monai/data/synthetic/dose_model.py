@@ -27,7 +27,7 @@ from scipy import ndimage, optimize
 
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.geometry import Grid
-from vmat_monai.transforms.arc_prior import hu_to_density as _hu_to_density
+from vmat_monai.transforms.beam_prior import hu_to_density as _hu_to_density
 
 __all__ = [
     "DOSE_MODEL_VERSION",
@@ -106,8 +106,8 @@ class DoseResult:
 
 
 def hu_to_density(hu: np.ndarray) -> np.ndarray:
-    """Relative electron density from HU (bilinear calibration, water = 1): the arc dose prior's
-    calibration (:func:`vmat_monai.transforms.arc_prior.hu_to_density`), as float32 numpy."""
+    """Relative electron density from HU (bilinear calibration, water = 1): the beam dose prior's
+    calibration (:func:`vmat_monai.transforms.beam_prior.hu_to_density`), as float32 numpy."""
     return _hu_to_density(torch.from_numpy(np.asarray(hu, dtype=np.float32))).numpy()
 
 

@@ -1,14 +1,15 @@
-"""A physics-shaped first guess of the dose: a uniform 360° arc through each target, from CT and contours.
+"""A physics-shaped first guess of the dose from the plan's beam arrangement, CT and contours.
 
 Dose-prediction networks learn faster when they see a rough dose instead of having to invent the
 low-dose bath from distances alone (the same idea as the beam-geometry and "distance + ray"
-channels of the dose-prediction literature). :class:`ArcDosePrior` computes, on a coarse grid,
-the dose of a full coplanar arc whose aperture at every gantry angle is the beam's-eye-view
+channels of the dose-prediction literature). :class:`BeamDosePrior` computes, on a coarse grid,
+the dose of the plan's beams (a :class:`~vmat_monai.transforms.beam_arrangement.BeamArrangement`: static fields and/or
+arcs, sampled every ``arc_step_deg``), each with an aperture that is the beam's-eye-view
 projection of a target plus a leaf margin, blurred by a penumbra, attenuated through the CT's
 radiological depth (with build-up and inverse square) and spread by a broad scatter kernel.
-One such arc per target; their weights are the non-negative least-squares fit of the targets'
-median doses to their prescription levels. No organ sparing, no optimisation against goals:
-that is what the network adds.
+One such arrangement per target; their weights are the non-negative least-squares fit of the
+targets' median doses to their prescription levels. No organ sparing, no optimisation against
+goals: that is what the network adds. Couch angles are ignored (every beam is computed coplanar).
 
 Output: (1, *spatial) relative dose (median 1 in the primary target), 0 outside the body, on
 the input grid; with ``sectors=3`` the same dose split by where the beams enter (anterior,
@@ -30,8 +31,9 @@ from monai.utils import TransformBackends, convert_to_tensor
 from scipy import optimize
 
 from vmat_monai.transforms.array import spacing_of
+from vmat_monai.transforms.beam_arrangement import BeamArrangement, protocol
 
-__all__ = ["ArcDosePrior", "hu_to_density"]
+__all__ = ["BeamDosePrior", "hu_to_density"]
 
 
 def hu_to_density(hu: torch.Tensor) -> torch.Tensor:
@@ -62,18 +64,21 @@ def _blur(x: torch.Tensor, sigmas_px: Sequence[float]) -> torch.Tensor:
     return out[:, 0]
 
 
-class ArcDosePrior(Transform):
-    """CT (HU) + target masks + body -> relative dose of one uniform arc per target, (1, *spatial).
+class BeamDosePrior(Transform):
+    """CT (HU) + target masks + body -> relative dose of the beam arrangement per target, (S, *spatial).
 
-    The first two spatial axes are the axial plane (as after ``Orientationd(axcodes="RAS")``), the
-    third is the couch axis; spacing comes from the CT's affine. The isocentre is the primary
-    target's centroid. Computed on a grid of about ``grid_mm`` and interpolated back.
+    The spatial axes must be RAS (as after ``Orientationd(axcodes="RAS")``: the first two the
+    axial plane, the third the couch axis), so that IEC gantry angles enter where they should;
+    spacing comes from the CT's affine. The isocentre is the primary target's centroid. Computed
+    on a grid of about ``grid_mm`` and interpolated back.
 
     Args:
         target_channels: mask channels of the targets.
         target_levels: their prescribed doses (any unit; only ratios matter); the highest is
             the primary target, whose median prior dose is scaled to 1.
-        n_angles: gantry angles of the arc.
+        beams: the arrangement (or the name of a protocol in :data:`vmat_monai.transforms.beam_arrangement.PROTOCOLS`)
+            used when a call passes none; default ``arc360``, one full arc.
+        arc_step_deg: arcs are computed every this many degrees.
         margin_mm: leaf margin around each target's projection, mm.
         penumbra_mm: Gaussian sigma of the aperture edge, mm.
         mu_per_mm: effective attenuation of water, 1/mm (about 6 MV).
@@ -93,7 +98,8 @@ class ArcDosePrior(Transform):
         self,
         target_channels: Sequence[int],
         target_levels: Sequence[float],
-        n_angles: int = 72,
+        beams: BeamArrangement | str = "arc360",
+        arc_step_deg: float = 5.0,
         margin_mm: float = 5.0,
         penumbra_mm: float = 3.0,
         mu_per_mm: float = 0.0045,
@@ -109,7 +115,11 @@ class ArcDosePrior(Transform):
             raise ValueError(f"target levels must be positive, got {list(target_levels)}")
         self.channels = [int(c) for c in target_channels]
         self.levels = np.asarray(target_levels, dtype=np.float64)
-        self.n_angles, self.margin_mm, self.penumbra_mm = int(n_angles), float(margin_mm), float(penumbra_mm)
+        self.beams = protocol(beams) if isinstance(beams, str) else beams
+        if not 0 < arc_step_deg <= 90:
+            raise ValueError(f"arc_step_deg must be in (0, 90] degrees, got {arc_step_deg}")
+        self.arc_step_deg = float(arc_step_deg)
+        self.margin_mm, self.penumbra_mm = float(margin_mm), float(penumbra_mm)
         self.mu, self.sad = float(mu_per_mm), float(sad_mm)
         self.scatter_sigma_mm, self.scatter_fraction = float(scatter_sigma_mm), float(scatter_fraction)
         self.grid_mm = float(grid_mm)
@@ -117,13 +127,20 @@ class ArcDosePrior(Transform):
             raise ValueError(f"sectors must be 1 or 3, got {sectors}")
         self.sectors = int(sectors)
 
-    def __call__(self, image: NdarrayOrTensor, masks: NdarrayOrTensor, body: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(
+        self,
+        image: NdarrayOrTensor,
+        masks: NdarrayOrTensor,
+        body: NdarrayOrTensor,
+        beams: BeamArrangement | None = None,
+    ) -> NdarrayOrTensor:
         """Returns (``sectors``, X, Y, Z).
 
         Args:
-        image: CT in HU, (1, X, Y, Z), with an affine (or spacing known to ``spacing_of``).
-        masks: (C, X, Y, Z) binary structure masks on the same grid.
-        body: (1, X, Y, Z) external contour.
+            image: CT in HU, (1, X, Y, Z), with an affine (or spacing known to ``spacing_of``).
+            masks: (C, X, Y, Z) binary structure masks on the same grid.
+            body: (1, X, Y, Z) external contour.
+            beams: this case's arrangement (default: the one given at construction).
         """
         sp = spacing_of(image)
         ct = convert_to_tensor(image, track_meta=False).detach().float().cpu()
@@ -133,8 +150,11 @@ class ArcDosePrior(Transform):
             raise ValueError(f"CT {tuple(ct.shape)}, masks {tuple(m.shape)} and body {tuple(b.shape)} differ in shape")
         present = [i for i, c in enumerate(self.channels) if m[c].any()]
         if not present:
-            raise ValueError("the arc dose prior needs at least one non-empty target mask; no target has voxels")
-        out = self._compute(ct[0], m[[self.channels[i] for i in present]].float(), b[0].float(), sp, present)
+            raise ValueError("the beam dose prior needs at least one non-empty target mask; no target has voxels")
+        arrangement = beams if beams is not None else self.beams
+        out = self._compute(
+            ct[0], m[[self.channels[i] for i in present]].float(), b[0].float(), sp, present, arrangement
+        )
         if isinstance(image, MetaTensor):
             return MetaTensor(out, meta=image.meta, applied_operations=list(image.applied_operations))
         if isinstance(image, torch.Tensor):
@@ -142,7 +162,13 @@ class ArcDosePrior(Transform):
         return out.numpy()
 
     def _compute(
-        self, ct: torch.Tensor, targets: torch.Tensor, body: torch.Tensor, sp: np.ndarray, present: list[int]
+        self,
+        ct: torch.Tensor,
+        targets: torch.Tensor,
+        body: torch.Tensor,
+        sp: np.ndarray,
+        present: list[int],
+        beams: BeamArrangement,
     ) -> torch.Tensor:
         shape = ct.shape
         f = [max(1, round(self.grid_mm / s)) for s in sp]
@@ -159,7 +185,7 @@ class ArcDosePrior(Transform):
                 tg[i] = share[i] == share[i].max()
         bd = pool(body[None])[0] > 0.5
         k = int(np.argmax(self.levels[present]))
-        comps = self._arcs(rho, tg, bd, csp, tg[k])  # (S, T, x, y, z)
+        comps = self._beams(rho, tg, bd, csp, tg[k], beams)  # (S, T, x, y, z)
         weights = self._weights(comps.sum(dim=0), tg, present)
         coarse = torch.tensordot(comps, torch.as_tensor(weights, dtype=torch.float32), dims=([1], [0]))
         # back to the input grid: coarse voxel i is the mean of input voxels i*f .. i*f + f - 1
@@ -169,11 +195,21 @@ class ArcDosePrior(Transform):
         full = full.clamp_min(0.0) * body
         return full / max(float(full.sum(dim=0)[targets[k] > 0.5].median()), 1e-6)
 
-    def _arcs(
-        self, rho: torch.Tensor, targets: torch.Tensor, body: torch.Tensor, sp: np.ndarray, primary: torch.Tensor
+    def _beams(
+        self,
+        rho: torch.Tensor,
+        targets: torch.Tensor,
+        body: torch.Tensor,
+        sp: np.ndarray,
+        primary: torch.Tensor,
+        beams: BeamArrangement,
     ) -> torch.Tensor:
-        """Dose of a uniform arc per target on the coarse grid (S, T, X, Y, Z) by sector, arbitrary units;
-        isocentre at the centroid of ``primary``."""
+        """Dose of the arrangement per target on the coarse grid (S, T, X, Y, Z) by sector, arbitrary
+        units; isocentre at the centroid of ``primary``.
+
+        Internal angle ``theta`` (RAS axes): beam direction (-sin theta, cos theta), so theta = 0 is
+        a beam travelling anteriorly (entering posteriorly); an IEC gantry angle g (HFS; source
+        anterior at 0°, on the patient's left at 90°) is theta = g + 180°."""
         nx, ny, nz = rho.shape
         t_count = targets.shape[0]
         h = float(min(sp[0], sp[1]))
@@ -195,7 +231,9 @@ class ArcDosePrior(Transform):
         inv_sq = (self.sad / (self.sad + t.float())) ** 2
         out = torch.zeros((self.sectors, t_count, nz, ny, nx), dtype=torch.float32)
         sx, sy = max(float(xs[-1]), 1e-6), max(float(ys[-1]), 1e-6)
-        for deg in np.arange(self.n_angles) * 360.0 / self.n_angles:
+        gantry, weights = beams.weighted_angles(self.arc_step_deg)
+        for g, weight in zip(gantry, weights, strict=True):
+            deg = (float(g) + 180.0) % 360.0
             theta = np.deg2rad(deg)
             d = np.array([-np.sin(theta), np.cos(theta)])  # beam direction (source -> patient)
             e = np.array([np.cos(theta), np.sin(theta)])  # across the beam
@@ -218,7 +256,7 @@ class ArcDosePrior(Transform):
             uu, ww = dx * e[0] + dy * e[1], dx * d[0] + dy * d[1]
             bg = torch.stack([uu / half, ww / half], dim=-1).float()[None].expand(nz, -1, -1, -1)
             back = F.grid_sample(frame, bg, mode="bilinear", padding_mode="zeros", align_corners=True)
-            out[self._sector(deg)] += back.permute(1, 0, 2, 3)
+            out[self._sector(deg)] += float(weight) * back.permute(1, 0, 2, 3)
         primary = out.permute(0, 1, 4, 3, 2) * body  # (S, T, X, Y, Z)
         sigmas = [self.scatter_sigma_mm / s for s in sp]
         flat = primary.reshape(-1, nx, ny, nz)

@@ -7,7 +7,8 @@ import pydicom
 import pytest
 
 from vmat_monai.dicom.common import StudyInfo
-from vmat_monai.dicom.readers import DicomInputError, read_beams
+from vmat_monai.dicom.plan_reading import read_beams
+from vmat_monai.dicom.readers import DicomInputError
 from vmat_monai.dicom.rtplan import PlanTarget, write_rtplan
 
 STUDY = StudyInfo("TEST^X", "X", "1.2.3.4", "1.2.3.4.5")

@@ -20,15 +20,14 @@ from vmat_monai.atomic import write_csv_atomic, write_text_atomic
 from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, goals_to_constraints, layout_for
 from vmat_monai.data.case_folder import CASE_JSON, case_info, make_datalist, target_qa, write_case_folder
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
+from vmat_monai.dicom.plan_reading import load_rtplan, read_beams, read_plan
 from vmat_monai.dicom.readers import (
     CaseFiles,
     DicomInputError,
     discover,
     duplicate_roi_names,
     load_rtstruct,
-    read_beams,
     read_ct,
-    read_plan,
     read_rtdose_on,
     read_structures,
     referenced_ct_series,
@@ -146,9 +145,10 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
     fractions = sset.fractions
     beams = None
     if files.rtplan:
-        plan = read_plan(files.rtplan[0])
+        plan_ds = load_rtplan(files.rtplan[0])
+        plan = read_plan(files.rtplan[0], plan_ds)
         try:
-            beams = read_beams(files.rtplan[0])
+            beams = read_beams(files.rtplan[0], plan_ds)
             warnings.extend(f"RTPLAN: {n}" for n in beams.notes)
         except DicomInputError as exc:
             warnings.append(f"beam dose prior: {exc}; using protocol {opts.beam_protocol}")

@@ -8,7 +8,7 @@ patient (beam entering anteriorly), 90° = source on the patient's left for head
 enters where ``-g`` would for HFS; prone positions are not supported (a clear error).
 
 Where an arrangement comes from is recorded as ``source``: ``rtplan`` (read from the case's
-RTPLAN by :func:`vmat_monai.dicom.readers.read_beams`) or ``protocol:<name>`` (one of
+RTPLAN by :func:`vmat_monai.dicom.plan_reading.read_beams`) or ``protocol:<name>`` (one of
 :data:`PROTOCOLS`, used when a case has no usable RTPLAN). The arrangement travels in
 ``case.json`` and the datalist entry as :meth:`BeamArrangement.to_dict`.
 

@@ -136,9 +136,10 @@ def read_beams(path: Path, ds: Dataset | None = None) -> BeamArrangement:
             ) from None
         direction = direction if direction in ("CW", "CC") else "NONE"
         weight = meterset.get(int(b.get("BeamNumber", -1)), 1.0)
-        if abs(((couch + 180.0) % 360.0) - 180.0) > 1e-3:
+        beam = Beam(start, stop, direction, weight if weight > 0 else 1.0, couch)
+        if not beam.coplanar:
             notes.append(f"beam {name!r} couch angle {couch:g} deg: computed coplanar")
-        beams.append(Beam(start, stop, direction, weight if weight > 0 else 1.0, couch))
+        beams.append(beam)
         used_positions.add(positions.get(int(b.get("ReferencedPatientSetupNumber", 1)), "HFS") or "HFS")
     if not beams:
         raise DicomInputError(f"{path}: no treatment beam in BeamSequence; the beam dose prior needs the plan's beams")

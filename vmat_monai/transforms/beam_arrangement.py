@@ -64,6 +64,11 @@ class Beam:
     def is_arc(self) -> bool:
         return self.direction != "NONE"
 
+    @property
+    def coplanar(self) -> bool:
+        """Couch angle 0 (within 0.001°, either side of 360)."""
+        return abs(((self.couch_deg + 180.0) % 360.0) - 180.0) <= 1e-3
+
     def span_deg(self) -> float:
         """Degrees the arc sweeps (0 for a static field; a start equal to the stop is a full turn)."""
         if not self.is_arc:
@@ -118,7 +123,7 @@ class BeamArrangement:
 
     @property
     def coplanar(self) -> bool:
-        return all(abs(((b.couch_deg + 180.0) % 360.0) - 180.0) < 1e-6 for b in self.beams)
+        return all(b.coplanar for b in self.beams)
 
     def describe(self) -> str:
         """One line for QA reports, e.g. ``rtplan: 2 arcs (CW 181->179, CC 179->181)``."""

@@ -10,7 +10,13 @@ Subcommands:
     openkbp  the OpenKBP job: convert, train, predict and score the challenge's patients
 
 The commands parse arguments, call the library (vmat_monai.workflows for the end-to-end jobs)
-and print. Errors a user can fix are reported on one line (``error: ...``) with exit code 2.
+and print. Exit codes, the same for every command:
+
+    0    everything done, for every case
+    1    some cases failed (each is listed on stderr; the others are done)
+    2    nothing usable: bad arguments, nothing found in the input, or every case failed
+         (one line ``error: ...`` says what and what to do)
+    130  interrupted (Ctrl-C); re-running resumes
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ __all__ = ["main"]
 
 DEMO_CONFIGS = "cpu,residual"  # the demo's bundle configs (vmat_monai.workflows.demo.DEMO_CONFIGS)
 DEFAULT_PREDICT_CONFIG = "cpu"  # predict, for a checkpoint without a training record
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def batch_exit_code(n_done: int, n_failed: int) -> int:
+    """The exit code of a batch: 0 all done, 1 some failed, 2 every case failed."""
+    if not n_failed:
+        return EXIT_OK
+    return EXIT_SOME_FAILED if n_done else EXIT_NOTHING
 
 
 class UserError(Exception):
@@ -67,17 +81,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     for line in cohort_lines(manifest):
         print(line)
     print(f"cohort: {Path(args.out).resolve()} ({len(manifest['cases'])} cases)")
-    if manifest["failed"]:
-        for case, err in manifest["failed"].items():
-            print(f"FAILED {case}: {err}", file=sys.stderr)
-        return 1
-    return 0
+    for case, err in manifest["failed"].items():
+        print(f"FAILED {case}: {err}", file=sys.stderr)
+    return batch_exit_code(len(manifest["cases"]), len(manifest["failed"]))
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from vmat_monai.data.convert import ConvertOptions, convert_tree
     from vmat_monai.errors import SourceInputError
-    from vmat_monai.workflows.demo import conversion_lines
+    from vmat_monai.workflows.text import conversion_lines
 
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
@@ -90,6 +102,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         seed=args.seed,
         source_format=args.format,
         beam_protocol=args.beam_protocol,
+        write_sources=not args.no_sources,
     )
     try:
         with tqdm_progress("convert") as progress:
@@ -98,7 +111,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         raise UserError(str(exc).strip('"')) from None
     for line in conversion_lines(summary, Path(args.output)):
         print(line, file=sys.stderr if line.startswith("FAILED") else sys.stdout)
-    return 1 if summary["failed"] else 0
+    code = batch_exit_code(summary["converted"] + summary["skipped"], summary["failed"])
+    if code == EXIT_NOTHING:
+        print(f"error: none of the {summary['n_studies']} studies could be converted (see above)", file=sys.stderr)
+    return code
 
 
 def _gamma_options(args: argparse.Namespace) -> GammaOptions:
@@ -150,7 +166,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"metrics: {out / 'metrics.csv'}\nsummary: {out / 'summary.json'}")
     if args.figures != "none":
         print(f"figures: {out / 'figures'}")
-    return 1 if summary["failed"] else 0
+    return batch_exit_code(summary["n_cases"], len(summary["failed"]))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -212,15 +228,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     predictor = _predictor(args, overrides, rtdose=args.rtdose, dicom_source=args.dicom)
+    failed: dict[str, str] = {}
+
+    def report_failure(case: str, message: str) -> None:
+        failed[case] = message
+        print(f"FAILED {case}: {message}", file=sys.stderr, flush=True)
+
     try:
-        written = predictor.predict(args.source, args.out, args.split)
+        written = predictor.predict(args.source, args.out, args.split, on_error=report_failure)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise UserError(str(exc).strip('"')) from None
     if overrides:
         print("what-if goals: " + ", ".join(f"{k}={v:g}" for k, v in overrides.items()))
     for w in written:
         print(f"prediction: {w.resolve()}")
-    return 0
+    code = batch_exit_code(len(written), len(failed))
+    if failed:
+        print(f"{len(failed)} case(s) not predicted: {', '.join(failed)}", file=sys.stderr)
+    return code
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -253,6 +278,9 @@ def _cmd_openkbp(args: argparse.Namespace) -> int:
         configs=args.config,
         lever=args.lever or "",
         workers=args.workers,
+        name=args.name,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        seed=args.seed,
     )
     try:
         result = run_openkbp(opts, report=lambda line: print(line, flush=True))
@@ -293,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mapping", default=None, help="structure-name mapping JSON (default: oar_mapping.json)")
     c.add_argument("--allow-missing-dose", action="store_true", help="convert cases without RTDOSE (inference only)")
     c.add_argument("--keep-phi", action="store_true", help="keep patient identifiers (default: hashed ids)")
+    c.add_argument(
+        "--no-sources",
+        action="store_true",
+        help="do not write sources.csv (case id -> your folder, StudyInstanceUID), and remove an existing one",
+    )
     c.add_argument("--overwrite", action="store_true", help="re-convert finished cases")
     c.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
     c.add_argument(
@@ -395,21 +428,31 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--config", default="cpu,openkbp", help="bundle configs (default cpu,openkbp)")
     o.add_argument("--lever", default=None, help="more configs on top (model and predictions get their own folders)")
     o.add_argument("--workers", type=int, default=2)
+    o.add_argument("--name", default="", help="suffix of the model-/predictions- folders (default: the levers' names)")
+    o.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep the preprocessed volumes in this folder and reuse them in later runs (skips ≈20 min per run)",
+    )
+    o.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     o.set_defaults(func=_cmd_openkbp)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vmat-monai`` console script."""
+    from vmat_monai.third_party_noise import quiet_third_party
+
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class StructureSet:
         mirror_pairs: pairs of (left, right) structures swapped by a left-right flip.
         fractions: number of fractions of the standard prescription.
         body: canonical name of the external contour (not a mask channel).
+        typical_volume_cc: structure -> (low, high) volume, cm³, of the broad range its kind has;
+            outside it the QA report warns (vmat_monai.data.plan_plausibility).
     """
 
     name: str
@@ -48,6 +50,7 @@ class StructureSet:
     fractions: int = 1
     body: str = "BODY"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    typical_volume_cc: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(set(self.channels)) != len(self.channels):
@@ -55,6 +58,10 @@ class StructureSet:
         unknown = [s for s in (*self.targets, *self.organs) if s not in self.channels]
         for pair in self.mirror_pairs:
             unknown += [s for s in pair if s not in self.channels]
+        unknown += [s for s in self.typical_volume_cc if s not in self.channels]
+        bad = {s: r for s, r in self.typical_volume_cc.items() if not 0 <= r[0] < r[1]}
+        if bad:
+            raise ValueError(f"structure set {self.name!r}: typical_volume_cc needs 0 <= low < high, got {bad}")
         if unknown:
             raise ValueError(f"structure set {self.name!r}: {unknown} are not channels")
         if not self.targets:
@@ -93,6 +100,7 @@ class StructureSet:
             "fractions": self.fractions,
             "body": self.body,
             "extra": dict(self.extra),
+            "typical_volume_cc": {k: list(v) for k, v in self.typical_volume_cc.items()},
         }
 
     @classmethod
@@ -107,6 +115,7 @@ class StructureSet:
             fractions=int(d.get("fractions", 1)),
             body=str(d.get("body", "BODY")),
             extra=dict(d.get("extra", {})),
+            typical_volume_cc={str(k): (float(v[0]), float(v[1])) for k, v in d.get("typical_volume_cc", {}).items()},
         )
 
 
@@ -127,6 +136,18 @@ PROSTATE_SIB = StructureSet(
     mirror_pairs=(("Femur_L", "Femur_R"),),
     fractions=28,
     extra={"auxiliary": ["SeminalVesicles"]},
+    # broad ranges (cm³) of adult pelvic anatomy and prostate/seminal-vesicle/node targets: a warning
+    # outside them flags a gross contouring or naming error, not an unusual patient
+    typical_volume_cc={
+        "PTV70": (20, 500),
+        "PTV56": (40, 2500),
+        "Prostate": (10, 200),
+        "Rectum": (15, 300),
+        "Bladder": (30, 1200),
+        "Femur_L": (20, 600),
+        "Femur_R": (20, 600),
+        "Bowel": (10, 6000),
+    },
 )
 
 _HN_ORGANS = ("Brainstem", "SpinalCord", "RightParotid", "LeftParotid", "Esophagus", "Larynx", "Mandible")
@@ -138,6 +159,19 @@ OPENKBP_HN = StructureSet(
     organs=_HN_ORGANS,
     mirror_pairs=(("LeftParotid", "RightParotid"),),
     fractions=35,
+    # about half the 1st and twice the 99th percentile of the 202 OpenKBP patients (docs/CONVERSION.md)
+    typical_volume_cc={
+        "PTV70": (10, 2000),
+        "PTV63": (1.5, 2000),
+        "PTV56": (2.5, 3000),
+        "Brainstem": (3, 90),
+        "SpinalCord": (4, 120),
+        "RightParotid": (4, 110),
+        "LeftParotid": (4, 110),
+        "Esophagus": (1.4, 70),
+        "Larynx": (0.5, 140),
+        "Mandible": (15, 200),
+    },
 )
 
 STRUCTURE_SETS: dict[str, StructureSet] = {s.name: s for s in (PROSTATE_SIB, OPENKBP_HN)}

@@ -257,6 +257,28 @@ def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_
     predictor = DosePredictor(net, ckpts / "last.ckpt", model_inputs(), roi_size=(32, 32, 32), pixdim=(6, 6, 6))
     (written,) = predictor.predict(dicom_case, tmp_path / "from_dicom")
     assert written.name == "dose_pred.nii.gz" and (tmp_path / "from_dicom" / "converted").is_dir()
+    # a folder of linked exports, one of them broken: the good one is predicted, the broken one named by
+    # its folder; a folder with nothing in it says what it looked for
+    linked = tmp_path / "linked"
+    (linked / "exports").mkdir(parents=True)
+    (linked / "exports" / "good").symlink_to(dicom_case, target_is_directory=True)
+    shutil.copytree(dicom_case, linked / "exports" / "broken")
+    next((linked / "exports" / "broken").glob("RS.*")).unlink()
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    for f in (linked / "exports" / "broken").rglob("*.dcm"):  # another study, so it is another case
+        ds = pydicom.dcmread(str(f))
+        ds.StudyInstanceUID = uid
+        ds.save_as(str(f))
+    failures: dict[str, str] = {}
+    from_links = predictor.predict(linked, tmp_path / "from_links", on_error=lambda c, m: failures.update({c: m}))
+    assert len(from_links) == 1 and len(failures) == 1 and next(iter(failures)).startswith("exports/broken (case_")
+    assert "no RTSTRUCT in exports/broken" in next(iter(failures.values()))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(FileNotFoundError, match="no DICOM study found under"):
+        predictor.predict(tmp_path / "nothing", tmp_path / "from_nothing")
     # the CLI: what-if goals change the prediction and are recorded beside it
     tiny_cfg = json.loads((CONFIGS / "cpu.json").read_text()) | {"patch_size": [32, 32, 32], "pixdim": [6, 6, 6]}
     (tmp_path / "tiny.json").write_text(json.dumps(tiny_cfg))
@@ -321,6 +343,67 @@ def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_
     rd = pydicom.dcmread(str(written.parent / "RD.pred.dcm"))
     ct0 = pydicom.dcmread(str(next((dicom_case / "CT").iterdir())))
     assert rd.FrameOfReferenceUID == ct0.FrameOfReferenceUID and rd.StudyInstanceUID == ct0.StudyInstanceUID
+
+
+def test_training_killed_mid_epoch_resumes_from_the_last_complete_checkpoint(trained, bundle_data, tmp_path):
+    """SIGKILL during training, then last.ckpt truncated (what a crash in a non-atomic write leaves):
+    the re-run sets it aside with a warning and goes on from the newest readable checkpoint."""
+    import shutil
+    import signal
+    import time
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    ckpts = run / "checkpoints"
+    common = ["--config_file", TRAIN, "--datalist", str(bundle_data), "--output_dir", str(run), *TINY]
+    first = (ckpts / "last.ckpt").stat().st_mtime_ns
+    with (tmp_path / "killed.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "training",
+                *common,
+                "--epochs",
+                "1000",
+                "--ckpt_path",
+                "last",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while (ckpts / "last.ckpt").stat().st_mtime_ns == first and proc.poll() is None:
+                assert time.monotonic() < deadline, "no checkpoint written within 5 minutes"
+                time.sleep(0.2)
+            time.sleep(1.0)  # into the next epoch
+        finally:  # never leave the training running, whatever happened above
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] >= 1  # complete
+    data = (ckpts / "last.ckpt").read_bytes()
+    (ckpts / "last.ckpt").write_bytes(data[: len(data) // 2])
+    good = max(ckpts.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    good_epoch = torch.load(good, map_location="cpu", weights_only=False)["epoch"]
+    versions = len(list(run.glob("csv/version_*")))
+    proc = _bundle("run", "training", *common, "--epochs", str(good_epoch + 2), "--ckpt_path", "last")
+    assert "set aside as last.corrupt-" in proc.stderr and f"resuming from {good}" in proc.stderr
+    # a clean log (the output is a pipe, as in a log file): none of the third-party noise, progress as lines
+    log = proc.stdout + proc.stderr
+    for noise in ("nvImageCodec", "Orientationd", "logging.conf does not exist", "Not all config files", "litlogger"):
+        assert noise not in log, noise
+    assert "\r" not in log and f"epoch {good_epoch + 1} step 2/2" in log and "validation after epoch" in log
+    assert len(list(ckpts.glob("last.corrupt-*.ckpt"))) == 1
+    rows = (run / "csv" / f"version_{versions}" / "metrics.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in rows[1:]} == {str(good_epoch + 1)}  # only the epoch after the good one
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == good_epoch + 1
 
 
 def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):

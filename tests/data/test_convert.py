@@ -169,6 +169,7 @@ def bad_tree(tiny_cohort, tmp_path_factory):
         "dupname",
         "electron",
         "noplan",
+        "hot",
     ):
         _copy_with_new_study(src, root / name)
     (next((root / "nodose").glob("RD.*")).unlink())
@@ -188,6 +189,7 @@ def bad_tree(tiny_cohort, tmp_path_factory):
             "shifted",
             lambda ds: setattr(ds, "ImagePositionPatient", [float(v) + 400.0 for v in ds.ImagePositionPatient]),
         ),
+        ("hot", lambda ds: setattr(ds, "DoseGridScaling", float(ds.DoseGridScaling) * 1.3)),  # a 130 % plan
     ):
         p = next((root / name).glob("RD.*"))
         ds = pydicom.dcmread(str(p))
@@ -229,6 +231,7 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
         "PAT-dupname": None,
         "PAT-electron": None,
         "PAT-noplan": None,
+        "PAT-hot": None,
     }
     for pat, needle in expected.items():
         row = by_pat[pat]
@@ -239,6 +242,8 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
     err = capsys.readouterr().err
     assert "FAILED" in err
     assert "duplicate ROI names" in by_pat["PAT-dupname"]["warnings"]
+    # plausibility: a warning in its own column, the case still converted; the real plan has none
+    assert "hot spot" in by_pat["PAT-hot"]["plausibility"] and by_pat["PAT-good"]["plausibility"] == ""
     # the beam dose prior's arrangement: the plan's own, or the protocol with a warning that says why
     assert by_pat["PAT-good"]["beams"] == "rtplan"
     assert by_pat["PAT-electron"]["beams"] == by_pat["PAT-noplan"]["beams"] == "protocol:arc360"
@@ -255,6 +260,74 @@ def test_bad_input_is_reported_per_case_and_the_batch_goes_on(bad_tree, tmp_path
     convert_tree(bad_tree / "nodose", out2, ConvertOptions(allow_missing_dose=True))
     dl = json.loads((out2 / "datalist.json").read_text())
     assert len(dl["inference"]) == 1 and "dose" not in dl["inference"][0]
+
+
+def test_failed_exports_are_named_by_their_folder_on_screen_only(bad_tree, tmp_path, capsys):
+    """Without --keep-phi: the terminal names each export by its folder under --input; sources.csv links
+    case ids to folders and StudyInstanceUIDs; nothing else written carries an identifier."""
+    import csv
+
+    out = tmp_path / "out"
+    assert main(["convert", "--input", str(bad_tree), "--output", str(out)]) == 1
+    cap = capsys.readouterr()
+    failed = {line.split()[1]: line for line in cap.err.splitlines() if line.startswith("FAILED")}
+    assert set(failed) == {"nodose", "nostruct", "corrupt", "frame", "relative", "shifted", "emptyptv", "noct"}
+    assert "no RTDOSE in nodose" in failed["nodose"]  # the placeholder is the user's folder on screen
+    assert "corrupt/CT/" in failed["corrupt"] and "re-export" in failed["corrupt"]
+    converted = [line.split()[1] for line in cap.out.splitlines() if line.startswith("converted")]
+    assert sorted(converted) == ["dupname", "electron", "good", "hot", "noplan"]
+    assert "sources.csv" in cap.out and "identifiers" in cap.out
+    with (out / "sources.csv").open() as f:
+        sources = {r["source"]: r for r in csv.DictReader(f)}
+    assert set(sources) == set(failed) | set(converted)
+    good_uid = pydicom.dcmread(str(next((bad_tree / "good").glob("RS.*")))).StudyInstanceUID
+    assert sources["good"]["study_instance_uid"] == good_uid and sources["nodose"]["status"] == "failed"
+    # identifiers (patient ids, study UIDs, the source folders) stay out of everything else
+    shared = [out / "qa_report.csv", out / "qa_report.json", out / "datalist.json", *out.glob("case_*/case.json")]
+    for f in shared:
+        text = f.read_text()
+        assert "PAT-" not in text and good_uid not in text and str(bad_tree) not in text, f
+        assert "nodose" not in text and "corrupt/CT" not in text, f
+    # one flag removes the linkage file (and the batch result is the same)
+    assert main(["convert", "--input", str(bad_tree), "--output", str(out), "--no-sources"]) == 1
+    assert not (out / "sources.csv").exists()
+
+
+def test_nothing_found_is_an_error_and_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["convert", "--input", str(empty), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no DICOM study found under" in err and "symbolic links followed" in err and "no files at all" in err
+    assert not (tmp_path / "o").exists()  # no empty datalist.json to train on later
+    (empty / "notes.txt").write_text("not DICOM")
+    assert main(["convert", "--input", str(empty), "--output", str(tmp_path / "o")]) == 2
+    assert "1 file(s) seen" in capsys.readouterr().err
+    assert main(["convert", "--format", "npz", "--input", str(empty), "--output", str(tmp_path / "o")]) == 2
+    assert "no .npz case found" in capsys.readouterr().err
+    assert main(["convert", "--format", "openkbp", "--input", str(empty), "--output", str(tmp_path / "o")]) == 2
+    assert "no OpenKBP patient found" in capsys.readouterr().err
+
+
+def test_every_case_failing_exits_2(bad_tree, tmp_path, capsys):
+    assert main(["convert", "--input", str(bad_tree / "nodose"), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "none of the 1 studies could be converted" in err
+
+
+def test_symlinked_patient_folders_are_followed_once(tiny_cohort, tmp_path):
+    """A cohort assembled from links: each linked export is converted; a link loop and a second link to
+    the same folder add nothing."""
+    tree = tmp_path / "cohort"
+    tree.mkdir()
+    cases = sorted(p for p in tiny_cohort.iterdir() if (p / SIDECAR).exists())
+    for i, case in enumerate(cases):
+        (tree / f"patient{i}").symlink_to(case, target_is_directory=True)
+    (tree / "z_same_as_patient0").symlink_to(cases[0], target_is_directory=True)  # walked after patient0
+    (tree / "patient0_loop").symlink_to(tree, target_is_directory=True)  # a loop back to the root
+    summary = convert_tree(tree, tmp_path / "out")
+    assert summary["n_studies"] == len(cases) and summary["converted"] == len(cases) and not summary["failed"]
+    assert sorted(summary["sources"].values()) == [f"patient{i}" for i in range(len(cases))]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

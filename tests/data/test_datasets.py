@@ -35,6 +35,32 @@ def test_cached_training_dataset_gives_random_patches(converted):
     assert all(torch.equal(ds._cache[0][k], v) for k, v in cached.items())
 
 
+def test_memory_cache_filled_from_disk_skips_preprocessing_on_a_second_run(converted, tmp_path, monkeypatch):
+    """memory+disk: the first run writes one file per case; a second run reads them back (no chain run)."""
+    from monai.data import PersistentDataset
+
+    out, _ = converted
+    spec = model_inputs(prior_channels=0)
+    t = train_transforms(spec.target_channels, patch_size=(16, 16, 16), pixdim=(6.0, 6.0, 6.0))
+    first = make_dataset(out / "datalist.json", "training", t, cache="memory+disk", cache_dir=tmp_path / "c")
+    files = sorted((tmp_path / "c").glob("*.pt"))
+    assert len(files) == len(first) >= 1
+
+    def must_not_run(self, item):
+        raise AssertionError("the deterministic chain ran although the disk cache holds the case")
+
+    monkeypatch.setattr(PersistentDataset, "_pre_transform", must_not_run)
+    second = make_dataset(out / "datalist.json", "training", t, cache="memory+disk", cache_dir=tmp_path / "c")
+    for k in ("image", "sdf", "masks", "dose"):
+        assert second._cache[0][k].dtype == first._cache[0][k].dtype  # compact types kept on disk
+        assert torch.equal(torch.as_tensor(second._cache[0][k]), torch.as_tensor(first._cache[0][k]))
+    assert second[0][0]["input"].shape == (1 + PROSTATE_SIB.n_channels, 16, 16, 16)
+    with pytest.raises(ValueError, match="needs cache_dir"):
+        make_dataset(out / "datalist.json", "training", t, cache="memory+disk")
+    with pytest.raises(ValueError, match="cache must be one of"):
+        make_dataset(out / "datalist.json", "training", t, cache="ram")
+
+
 def test_validation_dataset_full_volume(converted, tmp_path):
     out, _ = converted
     kw = {"target_channels": model_inputs().target_channels}

@@ -133,6 +133,23 @@ def test_convert_format_openkbp_to_case_folders_and_monai(openkbp_root, tmp_path
     body = np.asarray(nib.load(str(out / "pt_1" / "body.nii.gz")).dataobj).transpose(2, 1, 0) > 0
     np.testing.assert_array_equal(body, pt.possible_dose_mask)
     assert dose_score(pt.dose_gy + 1.0 * pt.possible_dose_mask, pt.dose_gy, body) == pytest.approx(1.0)
+    # the job's scores of a predictions folder: the reference itself scores 0; +1 Gy in the mask scores 1 Gy
+    from vmat_monai.data.datasets import load_datalist
+    from vmat_monai.workflows.openkbp import openkbp_scores
+
+    items = load_datalist(out / "datalist.json", "training")
+    for shift, expected in ((0.0, 0.0), (1.0, 1.0)):
+        for it in items:
+            ref = nib.load(it["dose"])
+            pdm = np.asarray(nib.load(it["body"]).dataobj) > 0
+            (tmp_path / "pred" / it["case_id"]).mkdir(parents=True, exist_ok=True)
+            pred = np.asarray(ref.dataobj) + shift * pdm
+            nib.save(
+                nib.Nifti1Image(pred.astype(np.float32), ref.affine),
+                str(tmp_path / "pred" / it["case_id"] / "dose_pred.nii.gz"),
+            )
+        dose, dvh = openkbp_scores(tmp_path / "pred", items)
+        assert dose == pytest.approx(expected, abs=1e-5) and (dvh == pytest.approx(0.0, abs=1e-6)) == (shift == 0.0)
     # through MONAI (RAS): the left parotid lies at lower axis-0 index than the right
     d = Compose([LoadImaged("masks"), EnsureChannelFirstd("masks"), Orientationd("masks", axcodes="RAS")])(
         {"masks": str(out / "pt_1" / "masks.nii.gz")}
@@ -165,3 +182,25 @@ def test_bad_patients_are_reported_and_the_batch_goes_on(openkbp_root, tmp_path,
         read_openkbp_patient(tmp_path / "nowhere")
     assert main(["convert", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "e"), "--format",
                  "openkbp", "--structure-set", "openkbp_hn"]) == 2  # fmt: skip
+
+
+def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_path, monkeypatch):
+    """--cache-dir, --name and --seed reach the training: memory+disk cache in that folder, model-<name>/."""
+    import vmat_monai.engine.bounded_training as bt
+    from vmat_monai.workflows.openkbp import OpenKBPOptions, run_openkbp
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(datalist, out_dir, minutes, configs, extra=()):
+        seen.update(out_dir=out_dir, extra=list(extra), minutes=minutes)
+        raise Stop
+
+    monkeypatch.setattr(bt, "train_bounded", fake_train)
+    opts = OpenKBPOptions(openkbp_root, tmp_path / "w", minutes=2, name="arc20s1", cache_dir=tmp_path / "c", seed=1)
+    with pytest.raises(Stop):
+        run_openkbp(opts, report=lambda line: None)
+    assert seen["out_dir"] == tmp_path / "w" / "model-arc20s1" and seen["minutes"] == 2
+    assert seen["extra"] == ["--seed", "1", "--cache", "memory+disk", "--cache_dir", str(tmp_path / "c")]

@@ -1,6 +1,10 @@
 """DICOM-RT folders (or research NPZ files, or OpenKBP patients) -> case folders, datalist.json and a
 QA report (``qa_report.csv|json``: one row per case with status, warnings, errors and target dose
 metrics). The case folder and the datalist are defined in :mod:`vmat_monai.data.case_folder`.
+
+``sources.csv`` links each case id to its source (folder or file relative to the input folder,
+StudyInstanceUID): it holds identifiers and is the only output that does; nothing else refers to
+it, and ``write_sources=False`` removes it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from vmat_monai.atomic import write_csv_atomic, write_text_atomic
 from vmat_monai.constraints import SOURCE_PLAN, ConstraintVector, goals_to_constraints, layout_for
 from vmat_monai.data.case_folder import CASE_JSON, case_info, make_datalist, target_qa, write_case_folder
+from vmat_monai.data.plan_plausibility import plausibility_warnings
 from vmat_monai.data.research_npz import npz_case_id, read_research_npz
 from vmat_monai.dicom.plan_reading import load_rtplan, read_beams, read_plan
 from vmat_monai.dicom.readers import (
@@ -34,11 +39,14 @@ from vmat_monai.dicom.readers import (
     roi_mask,
 )
 from vmat_monai.errors import SourceInputError
+from vmat_monai.file_walk import walk_files
 from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB, NameMatcher, StructureSet, get_structure_set
 from vmat_monai.transforms.beam_arrangement import protocol
 
-__all__ = ["ConvertOptions", "convert_case", "convert_tree"]
+__all__ = ["SOURCES_CSV", "ConvertOptions", "convert_case", "convert_tree"]
+
+SOURCES_CSV = "sources.csv"
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class ConvertOptions:
         beam_protocol: beam arrangement recorded for cases whose RTPLAN gives none (no RTPLAN, or
             one the beam prior cannot use; a warning says which), and for NPZ cases; OpenKBP
             patients always get ``openkbp_9field`` (vmat_monai.transforms.beam_arrangement).
+        write_sources: write ``sources.csv`` (case id -> source folder, StudyInstanceUID: holds
+            identifiers); False removes an existing one.
     """
 
     structure_set: str | StructureSet = "prostate_sib"
@@ -69,6 +79,7 @@ class ConvertOptions:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     source_format: str = "dicom"
     beam_protocol: str = "arc360"
+    write_sources: bool = True
 
 
 def case_id_for(files: CaseFiles, keep_phi: bool) -> str:
@@ -198,6 +209,9 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         warnings.append("no RTDOSE: converted for inference only")
 
     qa = target_qa(dose, masks, sset, original, prescription, warnings) if dose is not None else {}
+    plausibility = plausibility_warnings(
+        dose, masks, body, sset, original, prescription, ct.grid, dose_info.get("grid_box_mm")
+    )
     info = case_info(
         case_id,
         "dicom",
@@ -217,6 +231,7 @@ def convert_case(files: CaseFiles, out_dir: Path, opts: ConvertOptions) -> dict[
         helper_names=match.helpers,
         patient_hash=hashlib.sha256(files.patient_id.encode()).hexdigest()[:16],
         beams=beams.to_dict(),
+        plausibility=plausibility,
     )
     if opts.keep_phi:
         info["patient_id"] = files.patient_id
@@ -245,6 +260,8 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
         raise SourceInputError(f"{path}: the primary target {sset.primary_target} mask is empty")
     prescription = {t: (case.prescription_gy if t == sset.primary_target else d) for t, d in sset.targets.items()}
     qa = target_qa(case.dose_gy, case.masks, sset, found, prescription, warnings)
+    body = case.ct_hu > -350
+    plausibility = plausibility_warnings(case.dose_gy, case.masks, body, sset, found, prescription, case.grid)
     info = case_info(
         npz_case_id(path, opts.keep_phi),
         "research_npz",
@@ -262,8 +279,9 @@ def convert_npz_case(path: Path, out_dir: Path, opts: ConvertOptions) -> dict[st
         source_hash=hashlib.sha256(path.stem.encode()).hexdigest()[:16],
         **({"source_file": str(path)} if opts.keep_phi else {}),
         beams=protocol(opts.beam_protocol).to_dict(),
+        plausibility=plausibility,
     )
-    write_case_folder(out_dir, info, case.ct_hu, case.grid, case.masks, case.ct_hu > -350, case.dose_gy)
+    write_case_folder(out_dir, info, case.ct_hu, case.grid, case.masks, body, case.dose_gy)
     return _qa_row(info, "converted")
 
 
@@ -292,6 +310,7 @@ def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> d
     prescription = dict(sset.targets)
     cv = openkbp_constraints(pt, sset)
     qa = target_qa(pt.dose_gy, masks, sset, found, prescription, warnings) if pt.dose_gy is not None else {}
+    plausibility = plausibility_warnings(pt.dose_gy, masks, pt.possible_dose_mask, sset, found, prescription, pt.grid)
     info = case_info(
         folder.name,
         "openkbp",
@@ -309,6 +328,7 @@ def convert_openkbp_case(folder: Path, out_dir: Path, opts: ConvertOptions) -> d
         source_hash=hashlib.sha256(f"{folder.parent.name}/{folder.name}".encode()).hexdigest()[:16],
         body="possible-dose mask of the challenge",
         beams=protocol("openkbp_9field").to_dict(),
+        plausibility=plausibility,
         split_hint="test" if folder.parent.name.startswith(("validation", "test")) else "training",
     )
     write_case_folder(out_dir, info, pt.ct_hu, pt.grid, masks, pt.possible_dose_mask, pt.dose_gy)
@@ -330,6 +350,7 @@ def _qa_row(info: dict[str, Any], status: str) -> dict[str, Any]:
         "structures_missing": ";".join(info["structures_missing"]),
         "warnings": " | ".join(info["warnings"]),
         "errors": "",
+        "plausibility": " | ".join(info.get("plausibility", [])),
         "beams": info.get("beams", {}).get("source", ""),
         **info["qa"],
     }
@@ -361,7 +382,13 @@ def _sources(input_dir: str | Path, opts: ConvertOptions) -> tuple[list[tuple[st
         root = Path(input_dir)
         if not root.is_dir():
             raise SourceInputError(f"input folder {root} does not exist or is not a folder")
-        return [(npz_case_id(p, opts.keep_phi), p) for p in sorted(root.rglob("*.npz"))], []
+        found = walk_files(root, keep=lambda f: f.suffix == ".npz")
+        if not found:
+            raise SourceInputError(
+                f"no .npz case found under {root}: looked in every folder below it, symbolic links followed; "
+                "point --input at the folder of the research code's NPZ files"
+            )
+        return [(npz_case_id(p, opts.keep_phi), p) for p in found], []
     if opts.source_format == "openkbp":
         from vmat_monai.data.openkbp import find_patients
 
@@ -370,6 +397,35 @@ def _sources(input_dir: str | Path, opts: ConvertOptions) -> tuple[list[tuple[st
         raise ValueError(f"unknown --format {opts.source_format!r}: use dicom, npz or openkbp")
     cases, problems = discover(input_dir)
     return [(case_id_for(c, opts.keep_phi), c) for c in cases], problems
+
+
+def _source_row(cid: str, source: CaseFiles | Path, root: Path) -> dict[str, str]:
+    """The ``sources.csv`` row of a case: its folder (DICOM, OpenKBP) or file (NPZ) relative to ``root``."""
+    where = source.folder if isinstance(source, CaseFiles) else source
+    try:
+        rel = str(Path(where).relative_to(root))
+    except ValueError:
+        rel = str(where)
+    uid = source.study_uid if isinstance(source, CaseFiles) else ""
+    return {"case_id": cid, "source": rel, "study_instance_uid": uid}
+
+
+def _write_sources(out: Path, rows: list[dict[str, str]], statuses: dict[str, str], keep: bool) -> Path | None:
+    """Write ``sources.csv`` (rows of earlier runs for cases not seen now are kept), or remove it."""
+    path = out / SOURCES_CSV
+    if not keep:
+        path.unlink(missing_ok=True)
+        return None
+    merged: dict[str, dict[str, str]] = {}
+    if path.is_file():
+        import csv
+
+        with path.open(newline="") as f:
+            merged = {r["case_id"]: r for r in csv.DictReader(f) if r.get("case_id")}
+    for r in rows:
+        merged[r["case_id"]] = {**r, "status": statuses.get(r["case_id"], "")}
+    write_csv_atomic(path, [merged[k] for k in sorted(merged)])
+    return path
 
 
 def convert_tree(
@@ -382,14 +438,20 @@ def convert_tree(
     """Convert every study (DICOM) or NPZ file found under ``input_dir``; returns the QA summary.
 
     Finished cases are skipped unless ``opts.overwrite``; failed cases are reported and the
-    others go on. The QA report (CSV and JSON) and datalist.json are written at the end.
+    others go on. The QA report (CSV and JSON), datalist.json and ``sources.csv`` are written at
+    the end. The returned summary also holds ``sources`` (case id -> source relative to
+    ``input_dir``, for the user's screen), which is not written to the QA report.
+
+    Raises:
+        SourceInputError: nothing to convert was found under ``input_dir`` (nothing is written).
     """
     out = Path(output_dir)
     if Path(input_dir).resolve() == out.resolve():
         raise SourceInputError("--output must differ from --input (never write into the user's data)")
-    out.mkdir(parents=True, exist_ok=True)
     protocol(opts.beam_protocol)  # an unknown protocol fails here, before any case (KeyError naming the known ones)
-    cases, problems = _sources(input_dir, opts)
+    cases, problems = _sources(input_dir, opts)  # raises when there is nothing to convert
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [_source_row(cid, src, Path(input_dir)) for cid, src in cases]
     rows: list[dict[str, Any]] = []
     todo = []
     for cid, source in cases:
@@ -424,4 +486,7 @@ def convert_tree(
     }
     write_text_atomic(out / "qa_report.json", json.dumps(summary, indent=2))
     write_csv_atomic(out / "qa_report.csv", rows)
+    statuses = {r["case_id"]: r["status"] for r in rows}
+    summary["sources_file"] = _write_sources(out, sources, statuses, opts.write_sources)
+    summary["sources"] = {r["case_id"]: r["source"] for r in sources}
     return summary

@@ -1,8 +1,9 @@
 """MONAI datasets from ``datalist.json``: cached deterministic preprocessing, random patches after it.
 
-``CacheDataset`` (memory) or ``PersistentDataset`` (disk) run the chain up to its first random
-transform once per case (load, resample, signed distances); patches and flips are drawn fresh on
-every epoch.
+``CacheDataset`` (memory), ``PersistentDataset`` (disk) or both (:class:`DiskBackedCacheDataset`:
+memory, filled from a disk cache that later runs reuse) run the chain up to its first random
+transform once per case (load, resample, signed distances, beam dose prior); patches and flips are
+drawn fresh on every epoch.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,13 @@ import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
-__all__ = ["PATH_KEYS", "chain_hashing", "load_datalist", "make_dataset"]
+from vmat_monai.progress_lines import is_terminal
+
+__all__ = ["CACHE_MODES", "PATH_KEYS", "DiskBackedCacheDataset", "chain_hashing", "load_datalist", "make_dataset"]
 
 PATH_KEYS = ("image", "dose", "masks", "body")
 SPLITS = ("training", "validation", "test", "inference")
+CACHE_MODES = ("memory", "disk", "memory+disk", "none")
 
 
 def load_datalist(path: str | Path, split: str) -> list[dict[str, Any]]:
@@ -70,26 +76,71 @@ def make_dataset(
         datalist: path of datalist.json.
         split: ``training``, ``validation``, ``test`` or ``inference``.
         transform: the preset chain (see vmat_monai.transforms.presets).
-        cache: ``memory`` (CacheDataset), ``disk`` (PersistentDataset in ``cache_dir``) or ``none``.
-            With ``memory``, cropped patches may share storage with the cached volume (no copy per
-            draw): treat a sample's ``image``/``sdf``/``dose``/``masks``/``body`` as read-only.
+        cache: ``memory`` (CacheDataset), ``disk`` (PersistentDataset in ``cache_dir``),
+            ``memory+disk`` (:class:`DiskBackedCacheDataset`: in memory, filled from ``cache_dir``
+            and written there when missing, so a second training on the same cases skips the
+            preprocessing) or ``none``. With the memory caches, cropped patches may share storage
+            with the cached volume (no copy per draw): treat a sample's ``image``, ``sdf``,
+            ``dose``, ``masks`` and ``body`` as read-only.
         cache_dir: folder for the disk cache.
         num_workers: workers that fill the memory cache.
     """
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+    if cache in ("disk", "memory+disk") and cache_dir is None:
+        raise ValueError(f"cache={cache!r} needs cache_dir")
     items = load_datalist(datalist, split)
     if cache == "memory":
         # the random part (crops, flips, concatenation) makes new tensors and never writes into the
         # cached volumes, so the cache need not be deep-copied for every draw
-        return CacheDataset(items, transform, num_workers=num_workers, progress=True, copy_cache=False)
+        return _announced(
+            split,
+            len(items),
+            lambda: CacheDataset(items, transform, num_workers=num_workers, progress=is_terminal(), copy_cache=False),
+        )
+    if cache == "memory+disk":
+        return _announced(split, len(items), lambda: DiskBackedCacheDataset(items, transform, cache_dir, num_workers))
     if cache == "disk":
-        if cache_dir is None:
-            raise ValueError("cache='disk' needs cache_dir")
         # the chain's hash (classes and parameters) is part of the key: a cache made by another
         # chain (another voxel size, without the beam dose prior, ...) is never reused
         return PersistentDataset(items, transform, cache_dir=str(cache_dir), hash_transform=chain_hashing)
-    if cache == "none":
-        return Dataset(items, transform)
-    raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
+    return Dataset(items, transform)
+
+
+def _announced(split: str, n: int, build: Callable[[], Dataset]) -> Dataset:
+    """Build a memory cache; without a terminal (no tqdm bar) one line before and one after."""
+    if is_terminal():
+        return build()
+    print(f"caching the {n} {split} volumes ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    ds = build()
+    print(f"cached the {n} {split} volumes in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return ds
+
+
+class DiskBackedCacheDataset(CacheDataset):
+    """A memory cache (MONAI ``CacheDataset``) whose cases come from a disk cache (MONAI
+    ``PersistentDataset`` files in ``cache_dir``): a case found there is loaded, a missing one is
+    computed and written (atomically, by MONAI) for the next run. The key holds the datalist entry
+    and the chain's hash (:func:`chain_hashing`), so another chain never reads these files.
+    Cases loaded from disk carry plain tensors (no affine), as with ``cache="disk"``.
+
+    Args:
+        data: datalist entries.
+        transform: the preset chain.
+        cache_dir: folder of the disk cache (created when missing).
+        num_workers: threads that fill the memory cache.
+    """
+
+    def __init__(self, data: Sequence[dict[str, Any]], transform: Compose, cache_dir: str | Path, num_workers: int = 0):
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        # set before CacheDataset.__init__, which fills the cache through _load_cache_item
+        self.disk = PersistentDataset(list(data), transform, cache_dir=str(cache_dir), hash_transform=chain_hashing)
+        super().__init__(data, transform, num_workers=num_workers, progress=is_terminal(), copy_cache=False)
+
+    def _load_cache_item(self, idx: int) -> Any:
+        """The deterministic part of case ``idx``: from the disk cache, or computed and stored there."""
+        return self.disk._cachecheck(self.data[idx])
 
 
 def _describe(obj: Any, depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:

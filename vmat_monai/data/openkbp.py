@@ -31,6 +31,7 @@ import numpy as np
 
 from vmat_monai.constraints import OPENKBP_LAYOUT, RX_GY, SOURCE_DEFAULT, ConstraintVector
 from vmat_monai.errors import SourceInputError
+from vmat_monai.file_walk import walk_files
 from vmat_monai.geometry import Grid
 from vmat_monai.structures import OPENKBP_HN, StructureSet
 
@@ -132,8 +133,17 @@ def find_patients(root: str | Path) -> list[Path]:
     found = (
         [root]
         if _csv_path(root, "ct")
-        else [p.parent for p in root.rglob("ct.csv*") if p.parent.name.startswith("pt_")]
+        else [
+            p.parent
+            for p in walk_files(root, keep=lambda f: f.name.startswith("ct.csv"))
+            if p.parent.name.startswith("pt_")
+        ]
     )
+    if not found:
+        raise OpenKBPInputError(
+            f"no OpenKBP patient found under {root}: looked for pt_<N> folders holding ct.csv(.gz/.xz) in every "
+            "folder below it, symbolic links followed; point --input at the provided-data folder"
+        )
 
     def key(p: Path) -> tuple[str, int]:
         m = re.search(r"(\d+)$", p.name)

@@ -68,9 +68,7 @@ def nifti_dose_on_grid(path: str | Path) -> tuple[np.ndarray, Grid]:
 
 def _source_study(dicom_root: Path, source_hash: str | None, grid: Grid) -> tuple[CaseFiles, Grid]:
     """The study of ``dicom_root`` the prediction belongs to (by the case's source hash, else by CT grid)."""
-    cases, _ = discover(dicom_root)
-    if not cases:
-        raise DicomInputError(f"{dicom_root}: no DICOM study found")
+    cases, _ = discover(dicom_root)  # raises when it holds no study
     if source_hash:
         hit = [
             c for c in cases if hashlib.sha256(f"{c.patient_id}|{c.study_uid}".encode()).hexdigest()[:16] == source_hash

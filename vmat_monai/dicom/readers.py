@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from vmat_monai.errors import SourceInputError
+from vmat_monai.file_walk import walk_files
 from vmat_monai.geometry import Grid
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DicomInputError",
     "discover",
     "duplicate_roi_names",
+    "grid_box_mm",
     "load_rtstruct",
     "read_ct",
     "read_rtdose",
@@ -65,10 +67,15 @@ class CaseFiles:
 
 
 def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
-    """Walk ``root`` and group DICOM files by StudyInstanceUID (any layout, any file names).
+    """Walk ``root`` and group DICOM files by StudyInstanceUID (any layout, any file names;
+    symbolic links to folders followed, see :func:`vmat_monai.file_walk.walk_files`).
 
     Returns:
         (cases, problems): problems name files that look like DICOM but cannot be read.
+
+    Raises:
+        DicomInputError: ``root`` is not a folder, or no DICOM study lies below it (the message
+            says what was looked for and what was seen).
     """
     root = Path(root)
     if not root.is_dir():
@@ -76,9 +83,8 @@ def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
     cases: dict[str, CaseFiles] = {}
     problems: list[str] = []
     unreadable_by_dir: dict[Path, list[str]] = defaultdict(list)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.name.startswith("."):
-            continue
+    files = walk_files(root)
+    for path in files:
         try:
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
             modality = str(ds.get("Modality", ""))
@@ -99,6 +105,13 @@ def discover(root: str | Path) -> tuple[list[CaseFiles], list[str]]:
             case.rtplan.append(path)
         elif modality == "RTDOSE":
             case.rtdose.append(path)
+    if not cases:
+        seen = f"{len(files)} file(s) seen, {len(problems)} of them unreadable DICOM" if files else "no files at all"
+        raise DicomInputError(
+            f"no DICOM study found under {root} ({seen}): looked for CT, RTSTRUCT, RTPLAN and RTDOSE files "
+            "(any file name) in every folder below it, symbolic links followed; point --input at the folder "
+            "that holds the patients' exports"
+        )
     for case in cases.values():
         folder = case.folder
         for d, msgs in unreadable_by_dir.items():
@@ -299,6 +312,13 @@ def _sitk_image(array_zyx: np.ndarray, grid: Grid) -> Any:
     return img
 
 
+def grid_box_mm(grids: list[Grid]) -> list[list[float]]:
+    """The patient-coordinate box (x, y, z: [low, high] voxel centres, mm) that the grids cover together."""
+    lo = np.min([[float(min(g.axis(d)[0], g.axis(d)[-1])) for d in "xyz"] for g in grids], axis=0)
+    hi = np.max([[float(max(g.axis(d)[0], g.axis(d)[-1])) for d in "xyz"] for g in grids], axis=0)
+    return [[round(float(a), 3), round(float(b), 3)] for a, b in zip(lo, hi, strict=True)]
+
+
 def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[str, Any]]:
     """Dose in Gy resampled onto the CT grid (trilinear, 0 outside the dose grid).
 
@@ -307,10 +327,11 @@ def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[st
     """
     import SimpleITK as sitk
 
-    images = []
+    images, grid_of = [], {}
     for p in paths:
         dose, grid, ds = read_rtdose(p)
         images.append((p, _sitk_image(dose, grid), ds))
+        grid_of[p] = grid
     for p, _, ds in images:
         fr = str(ds.get("FrameOfReferenceUID", ""))
         if ct.frame_uid and fr and fr != ct.frame_uid:
@@ -330,6 +351,7 @@ def read_rtdose_on(paths: list[Path], ct: CTVolume) -> tuple[np.ndarray, dict[st
         "dose_type": sorted({str(x[2].get("DoseType", "")) for x in used}),
         "native_spacing_mm": list(images[0][1].GetSpacing()),
         "interpolation": "trilinear (SimpleITK sitkLinear), 0 outside the dose grid",
+        "grid_box_mm": grid_box_mm([grid_of[p] for p, _, _ in used]),
     }
     if len(plan_sums) > 1:
         info["warning"] = f"{len(plan_sums)} PLAN dose files; used {plan_sums[0][0].name}"

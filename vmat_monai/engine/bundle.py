@@ -52,7 +52,7 @@ def absolute_configs(configs: str) -> str:
 
 def config_files(base: str, configs: str | None) -> list[str]:
     """``configs/<base>.json`` of the bundle plus the overrides of ``configs`` (see the module docstring)."""
-    folder = bundle_dir() / "configs"
+    folder = bundle_dir().resolve() / "configs"  # one spelling for every file: MONAI then finds logging.conf
     files = [str(folder / f"{base}.json")]
     for v in config_entries(configs):
         if v == "default":

@@ -62,7 +62,7 @@ class DoseDataModule(pl.LightningDataModule):
         batch_size: volumes per batch (each gives ``num_samples`` patches).
         pixdim: resampled voxel size, mm.
         num_workers: DataLoader workers.
-        cache: ``memory``, ``disk`` or ``none`` (see vmat_monai.data.datasets).
+        cache: ``memory``, ``disk``, ``memory+disk`` or ``none`` (see vmat_monai.data.datasets).
         cache_dir: folder of the disk cache.
         pos_fraction: share of patches centred on targets.
         rotate_deg: random rotation of each training patch about the S-I axis, up to ± this many

@@ -12,7 +12,8 @@ each member's prediction is its own flip average first).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
+from vmat_monai.errors import SourceInputError
+from vmat_monai.progress_lines import ProgressLines, is_terminal
 from vmat_monai.transforms import inference_transforms
 from vmat_monai.transforms.array import swap_entries
 
@@ -38,6 +41,7 @@ __all__ = ["PRED_NAME", "RTDOSE_NAME", "STD_NAME", "DosePredictor", "checkpoint_
 PRED_NAME = "dose_pred.nii.gz"
 STD_NAME = "dose_std.nii.gz"
 RTDOSE_NAME = "RD.pred.dcm"
+CaseError = Callable[[str, str], None]  # (case, message) of a case that could not be predicted
 
 
 def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module:
@@ -268,41 +272,84 @@ class DosePredictor:
         output_dir: str | Path,
         constraint_overrides: Mapping[str, float] | None = None,
         flip_tta: bool | None = None,
+        on_error: CaseError | None = None,
     ) -> list[Path]:
-        """Predict each item and write its outputs under ``output_dir/<case_id>/``."""
+        """Predict each item and write its outputs under ``output_dir/<case_id>/``.
+
+        Args:
+            on_error: called with (case id, message) for a case that cannot be predicted (unreadable
+                or inconsistent input, NaNs); the other cases go on. None: the error is raised.
+        """
         written = []
-        for item in tqdm(items, desc="predict", unit="case"):
-            dose, std, affine = self.predict_item_with_std(item, constraint_overrides, flip_tta)
-            written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std))
+        lines = None if is_terminal() else ProgressLines("predict", len(items))
+        for i, item in enumerate(tqdm(items, desc="predict", unit="case", disable=lines is not None)):
+            if lines is not None:
+                lines.update(i, str(item.get("case_id", "")))
+            try:
+                dose, std, affine = self.predict_item_with_std(item, constraint_overrides, flip_tta)
+                written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std))
+            except (SourceInputError, OSError, ValueError, KeyError, RuntimeError) as exc:
+                if on_error is None:
+                    raise
+                on_error(str(item.get("case_id", item.get("image", "?"))), f"{type(exc).__name__}: {exc}")
+        if lines is not None:
+            lines.update(len(items))
         return written
 
-    def predict(self, source: str | Path, output_dir: str | Path, split: str = "test") -> list[Path]:
-        """Predict a datalist split, one case folder, a folder of case folders, or a DICOM-RT folder.
+    def predict(
+        self, source: str | Path, output_dir: str | Path, split: str = "test", on_error: CaseError | None = None
+    ) -> list[Path]:
+        """Predict a datalist split, one case folder, a folder of case folders (links followed), or a
+        DICOM-RT folder (converted first into ``output_dir/converted``, dose optional; exports that
+        fail to convert go to ``on_error``, or to a warning, named by their folder relative to
+        ``source``).
 
-        A DICOM-RT folder is converted first (into ``output_dir/converted``, dose optional).
+        Raises:
+            FileNotFoundError: ``source`` is none of these, or holds nothing to predict (the message
+                says what was looked for).
         """
         src = Path(source)
         if src.suffix == ".json":
             items = load_datalist(src, split)
+            if not items:
+                raise FileNotFoundError(f"{src}: its {split!r} split is empty; pass --split naming a split with cases")
         elif (src / CASE_JSON).exists():
             items = [case_item(src)]
         elif src.is_dir():
             items = [case_item(p) for p in sorted(src.iterdir()) if (p / CASE_JSON).exists()]
             if not items:  # a DICOM-RT folder: convert it (dose optional) next to the predictions
-                items = self._convert_dicom(src, Path(output_dir) / "converted")
+                items = self._convert_dicom(src, Path(output_dir) / "converted", on_error)
         else:
-            raise FileNotFoundError(f"{src}: not a datalist, a case folder or a folder of case folders")
-        return self.predict_items(items, output_dir)
+            raise FileNotFoundError(
+                f"{src}: not a datalist (.json), a case folder (with {CASE_JSON}), a folder of case folders or a "
+                "DICOM-RT folder"
+            )
+        return self.predict_items(items, output_dir, on_error=on_error)
 
-    def _convert_dicom(self, src: Path, data_dir: Path) -> list[dict[str, Any]]:
+    def _convert_dicom(self, src: Path, data_dir: Path, on_error: CaseError | None) -> list[dict[str, Any]]:
         from vmat_monai.data.convert import ConvertOptions, convert_tree
 
         opts = ConvertOptions(structure_set=self.inputs.structures, allow_missing_dose=True)
-        summary = convert_tree(src, data_dir, opts)
+        try:
+            summary = convert_tree(src, data_dir, opts)
+        except SourceInputError as exc:  # nothing found under src
+            raise FileNotFoundError(
+                f"{src}: no case folder ({CASE_JSON}) in it, and as a DICOM-RT folder: {exc}"
+            ) from None
+        failed = {r["case_id"]: r["errors"] for r in summary["cases"] if r["status"] == "failed"}
         items = [
-            case_item(p) | {"dicom_source": str(src)} for p in sorted(data_dir.iterdir()) if (p / CASE_JSON).exists()
+            case_item(p) | {"dicom_source": str(src)}
+            for p in sorted(data_dir.iterdir())
+            if (p / CASE_JSON).exists() and p.name in summary["sources"]
         ]
         if not items:
-            errors = "; ".join(r.get("errors", "") for r in summary["cases"]) or "no DICOM-RT study found"
-            raise FileNotFoundError(f"{src}: nothing to predict ({errors})")
+            errors = "; ".join(f"{summary['sources'][c]}: {e}" for c, e in failed.items())
+            raise FileNotFoundError(f"{src}: nothing to predict (every study failed to convert: {errors})")
+        for cid, err in failed.items():
+            where = summary["sources"][cid]
+            message = str(err).replace("<case folder>", where)
+            if on_error is None:
+                warnings.warn(f"{where} ({cid}) not predicted: {message}", stacklevel=3)
+            else:
+                on_error(f"{where} ({cid})", message)
         return items

@@ -79,6 +79,11 @@ _DETERMINISTIC = (
 )  # fmt: skip
 
 
+# Orientationd's axis labels (nibabel's: each pair names the low and the high end of a world axis),
+# given explicitly because MONAI deprecates its default; the result is the same
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
 def _deterministic_of(args: Mapping[str, Any], with_dose: bool) -> list:
     """The deterministic part for a public chain's arguments (its ``locals()``)."""
     return _deterministic(with_dose=with_dose, **{k: args[k] for k in _DETERMINISTIC})
@@ -118,7 +123,7 @@ def _deterministic(
     return [
         LoadImaged(images, image_only=True),
         EnsureChannelFirstd(images),
-        Orientationd(images, axcodes="RAS"),
+        Orientationd(images, axcodes="RAS", labels=RAS_LABELS),
         Spacingd(images, pixdim=tuple(pixdim), mode=[modes[k] for k in images]),
         SignedDistanced("masks", output_keys="sdf", margin_mm=sdf_margin_mm),
         *prior,  # from HU: before the CT window

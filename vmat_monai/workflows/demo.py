@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vmat_monai.workflows.text import ProgressFactory, Report, cohort_lines, evaluation_lines, no_progress, stderr
+from vmat_monai.workflows.text import (
+    ProgressFactory,
+    Report,
+    cohort_lines,
+    conversion_lines,
+    evaluation_lines,
+    no_progress,
+    stderr,
+)
 
 __all__ = ["DEMO_CONFIGS", "DEMO_TARGETS", "DEMO_WHAT_IF", "DemoOptions", "DemoResult", "predict_held_out", "run_demo"]
 
@@ -160,17 +168,6 @@ def run_demo(
     if opts.train_minutes > 0:
         _model_stages(opts, root, dicom_dir, data_dir, result, report, report_error, progress)
     return result
-
-
-def conversion_lines(summary: Mapping[str, Any], data_dir: Path) -> list[str]:
-    """The conversion's failures and counts, and where its outputs are."""
-    lines = [f"FAILED {row['case_id']}: {row['errors']}" for row in summary["cases"] if row["status"] == "failed"]
-    lines.append(
-        f"studies: {summary['n_studies']}  converted: {summary['converted']}  skipped: {summary['skipped']}  "
-        f"failed: {summary['failed']}  split: {summary['split']}"
-    )
-    out = Path(data_dir).resolve()
-    return [*lines, f"datalist: {out / 'datalist.json'}", f"QA report: {out / 'qa_report.csv'}"]
 
 
 def _model_stages(

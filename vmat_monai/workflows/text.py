@@ -14,6 +14,7 @@ __all__ = [
     "ProgressFactory",
     "Report",
     "cohort_lines",
+    "conversion_lines",
     "evaluation_lines",
     "no_progress",
     "stderr",
@@ -38,13 +39,21 @@ def no_progress(desc: str) -> Iterator[Progress]:
 
 @contextmanager
 def tqdm_progress(desc: str) -> Iterator[Progress]:
-    """A tqdm bar driven by the library's ``progress(done, total, case)`` callbacks."""
+    """A tqdm bar driven by the library's ``progress(done, total, case)`` callbacks; plain lines
+    (:class:`vmat_monai.progress_lines.ProgressLines`) when stderr is not a terminal."""
     from tqdm.auto import tqdm
 
+    from vmat_monai.progress_lines import ProgressLines, is_terminal
+
     bar = None
+    lines: ProgressLines | None = None
 
     def update(done: int, total: int, case: str) -> None:
-        nonlocal bar
+        nonlocal bar, lines
+        if not is_terminal():
+            lines = lines or ProgressLines(desc, total)
+            lines.update(done, case)
+            return
         if bar is None:
             bar = tqdm(total=total, desc=desc, unit="case", dynamic_ncols=True, file=sys.stderr)
         bar.n = done
@@ -109,3 +118,32 @@ def evaluation_lines(summary: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         )
     errors = [f"NOT EVALUATED {cid}: {err}" for cid, err in {**summary["missing"], **summary["failed"]}.items()]
     return lines, errors
+
+
+def conversion_lines(summary: Mapping[str, Any], data_dir: Path) -> list[str]:
+    """The conversion, export by export (named by its folder relative to ``--input``: on the user's
+    screen only), then the counts and where the outputs are."""
+    sources = summary.get("sources", {})
+    lines = []
+    for row in summary["cases"]:
+        cid = row["case_id"]
+        src = sources.get(cid)
+        if row["status"] == "failed":
+            err = str(row["errors"]).replace("<case folder>", src) if src else row["errors"]
+            lines.append(f"FAILED     {src} ({cid}): {err}" if src else f"FAILED     {cid}: {err}")
+        else:
+            tag = "converted" if row["status"] == "converted" else "skipped"
+            note = " (already converted)" if tag == "skipped" else ""
+            lines.append(f"{tag:<10} {src} -> {cid}{note}" if src else f"{tag:<10} {cid}{note}")
+    lines.append(
+        f"studies: {summary['n_studies']}  converted: {summary['converted']}  skipped: {summary['skipped']}  "
+        f"failed: {summary['failed']}  split: {summary['split']}"
+    )
+    out = Path(data_dir).resolve()
+    lines += [f"datalist: {out / 'datalist.json'}", f"QA report: {out / 'qa_report.csv'}"]
+    if summary.get("sources_file"):
+        lines.append(
+            f"sources: {Path(summary['sources_file']).resolve()} (case id -> your folder and StudyInstanceUID: "
+            "identifiers, keep it private; --no-sources removes it)"
+        )
+    return lines

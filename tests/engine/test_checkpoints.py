@@ -70,3 +70,55 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_newest_good_one_used(tmp_pa
     assert resumable_checkpoint(None) is None
     with pytest.raises(FileNotFoundError, match="not found"):
         resumable_checkpoint(tmp_path / "missing.ckpt")
+
+
+def _bundle_checkpoint_callbacks(ckpt_dir) -> list:
+    """The bundle's own ``checkpoint`` and ``last_checkpoint`` definitions from train.json."""
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    train = Path(__file__).resolve().parents[2] / "bundles" / "vmat_dose_unet" / "configs" / "train.json"
+    parser = ConfigParser()
+    parser.read_config(str(train))
+    parser["ckpt_dir"] = str(ckpt_dir)
+    return [parser.get_parsed_content(key) for key in ("checkpoint", "last_checkpoint")]
+
+
+@pytest.mark.parametrize("stop", ["max_epochs", "max_steps"])
+def test_last_ckpt_holds_the_final_weights_even_when_validation_got_worse(tmp_path, stop):
+    """last.ckpt is what a resume and the time-budgeted jobs use: the state after the final step,
+    written every epoch, not (as Lightning >= 2.6 does with save_last) only when the best improves."""
+    import pytorch_lightning as pl
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return ((self.w - 1.0 - batch) ** 2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_mae_body_gy", float(self.current_epoch))  # worse every epoch: best stays epoch 0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=1)
+    limit = {"max_epochs": 3} if stop == "max_epochs" else {"max_epochs": 10, "max_steps": 10}  # stops mid-epoch 2
+    trainer = pl.Trainer(
+        callbacks=_bundle_checkpoint_callbacks(tmp_path),
+        plugins=[AtomicCheckpointIO()],
+        check_val_every_n_epoch=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **limit,
+    )
+    model = Model()
+    trainer.fit(model, data, data)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert last["global_step"] == trainer.global_step  # the final step, whatever validation said
+    torch.testing.assert_close(last["state_dict"]["w"], model.w.detach())
+    assert [p.name for p in tmp_path.glob("best-*.ckpt")] == ["best-epoch=1-val_mae_body_gy=1.000.ckpt"]

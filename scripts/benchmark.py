@@ -211,6 +211,44 @@ print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
 """
 
 
+_SAMPLING_CODE = """
+import resource, sys, time, torch
+from monai.inferers import SlidingWindowInferer
+from monai.networks.schedulers import DDIMScheduler
+from vmat_monai.engine.diffusion_sampling import DiffusionSampler
+from vmat_monai.networks import cpu_conditioned_unet
+steps = int(sys.argv[1])
+shape = tuple(int(v) for v in sys.argv[2:5])
+# the diffusion bundle's cpu.json denoiser: noisy dose + 10 input channels, 13 constraints, roi 64
+net = cpu_conditioned_unet(11, out_activation=None, n_time=64).eval()
+sampler = DiffusionSampler(DDIMScheduler(1000, schedule="cosine", prediction_type="sample"), steps=steps)
+inferer = SlidingWindowInferer((64,) * 3, sw_batch_size=4, overlap=0.25, mode="gaussian")
+x, c = torch.randn(1, 10, *shape), torch.rand(1, 13)
+t0 = time.perf_counter()
+sampler.sample(net, x, c, inferer)
+dt = time.perf_counter() - t0
+print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
+"""
+
+
+def bench_sampling() -> list[Row]:
+    """One DDIM sample of a default synthetic case on the CPU configuration's 5 mm grid (the diffusion
+    bundle's cpu.json denoiser, roi 64³), for 10, 25 and 50 steps, in subprocesses."""
+    shape = ("82", "56", "48")  # 410 × 280 × 240 mm at 5 mm
+    rows: list[Row] = []
+    for steps in (10, 25, 50):
+        seconds, peak = _subprocess(_SAMPLING_CODE, str(steps), *shape)
+        rows.append(
+            (
+                f"diffusion sample, cpu denoiser, {steps} DDIM steps",
+                seconds,
+                "s/sample",
+                f"{'×'.join(shape)} voxels, roi 64³, overlap 0.25, peak RSS {peak:.1f} GiB",
+            )
+        )
+    return rows
+
+
 _SPEED_CODE = """
 import contextlib, resource, sys, time, torch
 from vmat_monai.losses import CombinedDoseLoss, DVHLoss, AsymmetricPTVLoss, DoseMAELoss, GradientLoss
@@ -541,6 +579,7 @@ BENCHMARKS: dict[str, Callable[[], list[Row]]] = {
     "training": bench_training,
     "speed": bench_speed,
     "inference": bench_inference,
+    "sampling": bench_sampling,
     "synth": bench_synth,
     "convert": bench_convert,
     "sdf": bench_sdf,

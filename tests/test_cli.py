@@ -40,3 +40,15 @@ def test_help_lists_subcommands(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "synth" in out and "demo" in out and "main" in out
+
+
+def test_sampling_options_are_refused_for_a_unet_checkpoint(tmp_path, capsys):
+    """--samples and the other DDIM options belong to diffusion models: a U-Net checkpoint says so."""
+    import torch
+
+    ckpt = tmp_path / "model.pt"
+    torch.save({"head.conv.weight": torch.zeros(1)}, ckpt)  # a regression network's state dict
+    argv = ["predict", "--ckpt", str(ckpt), "--source", str(tmp_path), "--out", str(tmp_path / "p"), "--config", "cpu"]
+    assert main([*argv, "--samples", "4", "--eta", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--samples, --eta only apply to a diffusion model (vmat_dose_diffusion)" in err

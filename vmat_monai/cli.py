@@ -188,6 +188,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_bundle(args: argparse.Namespace) -> str:
+    """The bundle to predict with: ``--bundle``, or (``auto``) the model family of the first checkpoint."""
+    from vmat_monai.engine.predict import checkpoint_family_of, checkpoint_list
+
+    if args.bundle != "auto":
+        return args.bundle
+    first = checkpoint_list(args.ckpt)[0]
+    family = checkpoint_family_of(first)
+    bundle = "vmat_dose_diffusion" if family == "diffusion" else "vmat_dose_unet"
+    print(f"predict: --bundle {bundle} ({first} holds a {family} model)", flush=True)
+    return bundle
+
+
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bounded_training import recorded_configs
     from vmat_monai.engine.bundle import predictor_from_bundle
@@ -195,6 +208,20 @@ def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = No
 
     config: dict[str, Any] = {"prior_channels": 0} if args.no_dose_prior else {}
     try:
+        bundle = _predict_bundle(args)
+        sampling = {
+            "samples": args.samples,
+            "ddim_steps": args.ddim_steps,
+            "eta": args.eta,
+            "sample_seed": args.sample_seed,
+            "save_samples": args.save_samples or None,
+        }
+        given = {k: v for k, v in sampling.items() if v is not None}
+        if bundle == "vmat_dose_diffusion":
+            config.update(given)
+        elif given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ValueError(f"{flags} only apply to a diffusion model (vmat_dose_diffusion); {args.ckpt} is a U-Net")
         configs = args.config
         if configs is None:
             members = checkpoint_list(args.ckpt)
@@ -211,6 +238,7 @@ def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = No
             args.ckpt,
             configs,
             config,
+            bundle,
             constraint_overrides=overrides or {},
             flip_tta=args.flip_tta,
             device=args.device,
@@ -397,6 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="average with the prediction of the left-right mirror image (bundle: flip_tta true; twice the time)",
     )
+    r.add_argument(
+        "--bundle",
+        choices=["auto", "vmat_dose_unet", "vmat_dose_diffusion"],
+        default="auto",
+        help="the model family (default auto: from the checkpoint)",
+    )
+    d = r.add_argument_group("diffusion models (vmat_dose_diffusion)")
+    d.add_argument("--samples", type=int, default=None, help="DDIM samples per case (mean + dose_std.nii.gz)")
+    d.add_argument("--ddim-steps", type=int, default=None, help="DDIM steps per sample (default: the config's)")
+    d.add_argument("--eta", type=float, default=None, help="DDIM eta (0: deterministic given the seed)")
+    d.add_argument("--sample-seed", type=int, default=None, help="seed of the first sample (sample s: seed + s)")
+    d.add_argument("--save-samples", action="store_true", help="also write every sample (dose_samples.nii.gz)")
     r.set_defaults(func=_cmd_predict)
 
     m = sub.add_parser(

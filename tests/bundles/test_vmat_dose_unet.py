@@ -28,8 +28,12 @@ def _bundle(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_metadata_has_the_model_zoo_fields():
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
+ALL_CONFIGS = [CONFIGS, ROOT / "bundles" / "vmat_dose_diffusion" / "configs"]
+
+
+@pytest.mark.parametrize("configs", ALL_CONFIGS, ids=lambda p: p.parent.name)
+def test_metadata_has_the_model_zoo_fields(configs):
+    meta = json.loads((configs / "metadata.json").read_text())
     for key in (
         "schema",
         "version",
@@ -88,10 +92,11 @@ def _strings(node):
         yield node
 
 
-def test_configs_have_no_absolute_paths():
+@pytest.mark.parametrize("configs", ALL_CONFIGS, ids=lambda p: p.parent.name)
+def test_configs_have_no_absolute_paths(configs):
     import re
 
-    for cfg in CONFIGS.glob("*.json"):
+    for cfg in configs.glob("*.json"):
         for s in _strings(json.loads(cfg.read_text())):
             if s.startswith("$"):  # an expression: a quoted literal may only be a suffix joined with +
                 assert not re.search(r"(?<!\+ )['\"]/", s), (cfg.name, s)
@@ -133,21 +138,6 @@ def test_residual_override_wraps_either_network_for_training_and_inference():
     with pytest.raises(RuntimeError, match="PriorResidual") as err:  # stacked before the network's config
         network("train", "residual,cpu")
     assert "linear output" in str(err.value.__cause__)
-
-
-@pytest.fixture(scope="module")
-def bundle_data(converted, tmp_path_factory):
-    """A datalist of the tiny converted cohort with a validation and a test case."""
-    out, _ = converted
-    dl = json.loads((out / "datalist.json").read_text())
-    cases = dl["training"] + dl["validation"] + dl["test"]
-    for e in cases:
-        for k in ("image", "dose", "masks", "body"):
-            e[k] = str(out / e[k])
-    custom = {"training": cases, "validation": cases[:1], "test": cases[1:]}
-    path = tmp_path_factory.mktemp("bundle") / "datalist.json"
-    path.write_text(json.dumps(custom))
-    return path
 
 
 @pytest.fixture(scope="module")

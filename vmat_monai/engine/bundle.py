@@ -1,4 +1,5 @@
-"""The ``vmat_dose_unet`` bundle from Python: where it is, its configs, its weights, a predictor built from them.
+"""The bundles from Python (``vmat_dose_unet``, the default, and ``vmat_dose_diffusion``): where they are,
+their configs, their weights, a predictor built from them.
 
 The bundle folder ships inside the installed package (``vmat_monai/bundles/<name>``; in a checkout
 that is a link to the top-level ``bundles/``), so it is found without a checkout and from any
@@ -19,6 +20,7 @@ from torch import nn
 from vmat_monai.atomic import atomic_file
 
 __all__ = [
+    "BUNDLES",
     "BUNDLE_NAME",
     "absolute_configs",
     "bundle_dir",
@@ -29,10 +31,13 @@ __all__ = [
 ]
 
 BUNDLE_NAME = "vmat_dose_unet"
+BUNDLES = ("vmat_dose_unet", "vmat_dose_diffusion")
 
 
 def bundle_dir(name: str = BUNDLE_NAME) -> Path:
     """The bundle folder shipped with the installed package (``bundle_root`` of the configs)."""
+    if name not in BUNDLES:
+        raise ValueError(f"unknown bundle {name!r}: use one of {', '.join(BUNDLES)}")
     d = Path(__file__).resolve().parents[1] / "bundles" / name
     if not (d / "configs").is_dir():
         raise FileNotFoundError(f"bundle folder {d} not found: reinstall vmat-monai (the bundles are package data)")
@@ -50,9 +55,9 @@ def absolute_configs(configs: str) -> str:
     return ",".join(str(Path(v).resolve()) if Path(v).suffix else v for v in config_entries(configs))
 
 
-def config_files(base: str, configs: str | None) -> list[str]:
-    """``configs/<base>.json`` of the bundle plus the overrides of ``configs`` (see the module docstring)."""
-    folder = bundle_dir().resolve() / "configs"  # one spelling for every file: MONAI then finds logging.conf
+def config_files(base: str, configs: str | None, bundle: str = BUNDLE_NAME) -> list[str]:
+    """``configs/<base>.json`` of ``bundle`` plus the overrides of ``configs`` (see the module docstring)."""
+    folder = bundle_dir(bundle).resolve() / "configs"  # one spelling for every file: MONAI then finds logging.conf
     files = [str(folder / f"{base}.json")]
     for v in config_entries(configs):
         if v == "default":
@@ -61,9 +66,8 @@ def config_files(base: str, configs: str | None) -> list[str]:
         if not path.suffix:
             path = folder / f"{v}.json"
         if not path.is_file():
-            raise FileNotFoundError(
-                f"config {v!r} not found (tried {path}); use cpu, residual, openkbp, default or a JSON file"
-            )
+            names = ", ".join(sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("metadata", base)))
+            raise FileNotFoundError(f"config {v!r} not found (tried {path}); use {names}, default or a JSON file")
         files.append(str(path.resolve()))
     return files
 
@@ -83,15 +87,16 @@ def predictor_from_bundle(
     ckpt_path: str | Path,
     configs: str | None = "cpu",
     overrides: Mapping[str, Any] | None = None,
+    bundle: str = BUNDLE_NAME,
     **predictor_kwargs: Any,
 ) -> Any:
-    """A :class:`~vmat_monai.engine.predict.DosePredictor` built by the bundle's ``inference.json``
+    """A :class:`~vmat_monai.engine.predict.DosePredictor` built by ``bundle``'s ``inference.json``
     (+ ``configs``, + ``overrides`` of config ids), loading ``ckpt_path`` (a Lightning checkpoint or
     ``models/model.pt``); ``predictor_kwargs`` override the predictor's arguments."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(config_files("inference", configs))
+    parser.read_config(config_files("inference", configs, bundle))
     for k, v in {**(overrides or {}), "ckpt_path": str(ckpt_path)}.items():
         parser[k] = v
     for k, v in predictor_kwargs.items():

@@ -81,7 +81,7 @@ class DosePredictionModule(pl.LightningModule):
         schedule_seconds: float | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network", "loss"])
+        self.save_hyperparameters(ignore=["network", "loss", "scheduler", "sampler"])  # objects: not in checkpoints
         self.network = network
         self.loss = loss
         self._fit_start: float | None = None

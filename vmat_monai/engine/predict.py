@@ -7,6 +7,11 @@ Outputs per case (``output_dir/<case_id>/``, each file atomic): ``dose_pred.nii.
 Ensembles: given several checkpoints of one configuration, the predicted dose is the members'
 mean and ``dose_std.nii.gz`` their per-voxel standard deviation (Gy, ``ddof=1``; with flip TTA,
 each member's prediction is its own flip average first).
+
+Diffusion models (bundle ``vmat_dose_diffusion``, a ``sampler`` given): every member draws
+``samples`` DDIM samples; the prediction is the mean of all samples and ``dose_std.nii.gz`` their
+standard deviation, the same files and the same evaluation as an ensemble; ``save_samples`` also
+writes them (``dose_samples.nii.gz``, 4D, Gy).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from vmat_monai.atomic import atomic_file, write_text_atomic
 from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
+from vmat_monai.engine.diffusion_sampling import DiffusionSampler, is_denoiser
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.errors import SourceInputError
@@ -36,12 +42,40 @@ from vmat_monai.progress_lines import ProgressLines, is_terminal
 from vmat_monai.transforms import inference_transforms
 from vmat_monai.transforms.array import swap_entries
 
-__all__ = ["PRED_NAME", "RTDOSE_NAME", "STD_NAME", "DosePredictor", "checkpoint_list", "load_network_weights"]
+__all__ = [
+    "PRED_NAME",
+    "RTDOSE_NAME",
+    "SAMPLES_NAME",
+    "STD_NAME",
+    "DosePredictor",
+    "checkpoint_family",
+    "checkpoint_family_of",
+    "checkpoint_list",
+    "load_network_weights",
+]
 
 PRED_NAME = "dose_pred.nii.gz"
 STD_NAME = "dose_std.nii.gz"
+SAMPLES_NAME = "dose_samples.nii.gz"
+_FAMILY_BUNDLE = {"diffusion": "vmat_dose_diffusion", "unet": "vmat_dose_unet"}
 RTDOSE_NAME = "RD.pred.dcm"
 CaseError = Callable[[str, str], None]  # (case, message) of a case that could not be predicted
+
+
+def checkpoint_family(state: Mapping[str, Any]) -> str:
+    """``"diffusion"`` for the state dict of a diffusion denoiser (a ConditionedUNet with a timestep
+    embedding, a MONAI DiffusionModelUNet), else ``"unet"`` (the regression network)."""
+    return "diffusion" if any(k.endswith("diffusion_n_time") or k.startswith("time_embed.") for k in state) else "unet"
+
+
+def checkpoint_family_of(ckpt_path: str | Path) -> str:
+    """:func:`checkpoint_family` of a checkpoint file (Lightning checkpoint or ``models/model.pt``)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: train first or pass --ckpt")
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    state = ckpt.get("state_dict", ckpt)
+    return checkpoint_family({k[len("network.") :] if k.startswith("network.") else k: None for k in state})
 
 
 def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module:
@@ -52,6 +86,13 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt)
     net_state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")} or state
+    family, wanted = checkpoint_family(net_state), ("diffusion" if is_denoiser(network) else "unet")
+    if family != wanted:
+        raise RuntimeError(
+            f"checkpoint {path} holds a {family} model ({_FAMILY_BUNDLE[family]} bundle), but this predictor builds "
+            f"the {wanted} model: predict with the {_FAMILY_BUNDLE[family]} bundle's inference.json, or with "
+            f"`vmat-monai predict --bundle {_FAMILY_BUNDLE[family]}`"
+        )
     try:
         network.load_state_dict(net_state)
     except RuntimeError as err:
@@ -108,6 +149,9 @@ class DosePredictor:
         flip_tta: default of the test-time augmentation by the training flip: also predict the
             left-right mirror image (paired channels and one-sided goals swapped, as in training)
             and average the two predictions, mirrored back. Twice the inference time.
+        sampler: for a diffusion model (bundle ``vmat_dose_diffusion``): the DDIM sampler (steps,
+            eta, samples per member, seed); None for the regression U-Net.
+        save_samples: with a sampler, also write every sample (``dose_samples.nii.gz``).
     """
 
     def __init__(
@@ -125,8 +169,12 @@ class DosePredictor:
         constraint_overrides: Mapping[str, float] | None = None,
         openkbp_submission: bool = False,
         flip_tta: bool = False,
+        sampler: DiffusionSampler | None = None,
+        save_samples: bool = False,
     ) -> None:
         import copy
+
+        from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.ckpt_paths = checkpoint_list(ckpt_path)
@@ -134,9 +182,20 @@ class DosePredictor:
         self.members = []
         for i, path in enumerate(self.ckpt_paths):
             net = load_network_weights(network if i == 0 else copy.deepcopy(network), path)
-            member = DosePredictionModule(net, roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap)
+            window = {"roi_size": roi_size, "sw_batch_size": sw_batch_size, "overlap": overlap}
+            if sampler is not None:
+                member = DiffusionDoseModule(net, sampler=sampler, val_steps=1, **window)
+            elif is_denoiser(net):
+                raise ValueError(
+                    "the network is a diffusion denoiser but no sampler was given: use the vmat_dose_diffusion "
+                    "bundle's inference.json (it defines the sampler)"
+                )
+            else:
+                member = DosePredictionModule(net, **window)
             self.members.append(member.to(self.device).eval())
         self.module = self.members[0]
+        self.sampler = sampler
+        self.save_samples = bool(save_samples) and sampler is not None
         self.inputs = inputs
         self.rtdose = rtdose
         self.dicom_source = dicom_source
@@ -155,7 +214,8 @@ class DosePredictor:
     def predict_members(self, x: torch.Tensor, c: torch.Tensor, flip_tta: bool | None = None) -> torch.Tensor:
         """Dose / Rx of every member, (M, 1, *spatial), for a (1, channels, *spatial) network input
         and its (1, K) constraints, on the input's grid; with flip TTA each member's mean of it and
-        of its left-right mirror image."""
+        of its left-right mirror image. With a diffusion sampler every member gives its samples:
+        (M × samples, 1, *spatial)."""
         flip = self.flip_tta if flip_tta is None else flip_tta
         if flip:  # spatial axis 0 (dim 1 of one image) runs right-left after Orientationd("RAS")
             x_m = swap_entries(torch.flip(x[0], dims=[1]), self.inputs.input_pairs)[None]
@@ -165,7 +225,7 @@ class DosePredictor:
             rel = member.predict_volume(x, c)
             if flip:
                 rel = 0.5 * (rel + torch.flip(member.predict_volume(x_m, c_m), dims=[2]))
-            out.append(rel[0])
+            out.extend(rel)
         return torch.stack(out)
 
     @torch.no_grad()
@@ -193,8 +253,20 @@ class DosePredictor:
         constraint_overrides: Mapping[str, float] | None = None,
         flip_tta: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """(mean dose, members' per-voxel standard deviation or None for one model, affine): Gy on the
-        item's original CT grid, zero outside its body mask."""
+        """(mean dose, members' (or samples') per-voxel standard deviation or None for one model and
+        one sample, affine): Gy on the item's original CT grid, zero outside its body mask."""
+        dose, std, _samples, affine = self.predict_case(item, constraint_overrides, flip_tta)
+        return dose, std, affine
+
+    @torch.no_grad()
+    def predict_case(
+        self,
+        item: Mapping[str, Any],
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """(mean dose, standard deviation or None, the samples (x, y, z, S) when ``save_samples`` else
+        None, affine): Gy on the item's original CT grid, zero outside its body mask."""
         overrides = self.constraint_overrides if constraint_overrides is None else self._checked(constraint_overrides)
         item = dict(item)
         if overrides:
@@ -202,20 +274,19 @@ class DosePredictor:
         d = self.transform(item)
         x = d["input"].unsqueeze(0).to(self.device)
         c = d["constraints"].unsqueeze(0).to(self.device)
-        rel = self.predict_members(x, c, flip_tta)[:, 0].cpu()  # (M, *spatial)
-        both = torch.stack([rel.mean(0), rel.std(0) if len(rel) > 1 else torch.zeros_like(rel[0])])
+        rel = self.predict_members(x, c, flip_tta)[:, 0].cpu()  # (M, *spatial): members or samples
         img = d["image"]
-        d["pred"] = MetaTensor(both, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        d["pred"] = MetaTensor(rel, meta=dict(img.meta), applied_operations=list(img.applied_operations))
         back = Invertd("pred", transform=self.transform, orig_keys="image", nearest_interp=False)(d)["pred"]
-        rx = float(item["prescription_gy"])
-        dose = np.clip(np.asarray(back[0], dtype=np.float32) * rx, 0, None)
-        std = np.clip(np.asarray(back[1], dtype=np.float32) * rx, 0, None) if len(rel) > 1 else None
+        gy = np.clip(np.asarray(back, dtype=np.float32) * float(item["prescription_gy"]), 0, None)
         if item.get("body"):  # no dose outside the patient (OpenKBP: outside the possible-dose mask)
             body = np.asarray(nib.load(str(item["body"])).dataobj) > 0
-            if body.shape == dose.shape:
-                dose = dose * body
-                std = std * body if std is not None else None
-        return dose, std, np.asarray(back.affine, dtype=np.float64)
+            if body.shape == gy.shape[1:]:
+                gy = gy * body
+        # mean and sd on the CT grid, of the resampled members (the sd of an interpolated sd would not be one)
+        std = gy.std(axis=0, ddof=1) if len(gy) > 1 else None
+        samples = np.moveaxis(gy, 0, -1) if self.save_samples else None
+        return gy.mean(axis=0), std, samples, np.asarray(back.affine, dtype=np.float64)
 
     def write_outputs(
         self,
@@ -226,14 +297,16 @@ class DosePredictor:
         constraint_overrides: Mapping[str, float] | None = None,
         flip_tta: bool | None = None,
         std: np.ndarray | None = None,
+        samples: np.ndarray | None = None,
     ) -> Path:
         """Every output of one predicted case (see the module docstring); returns the NIfTI's path."""
         out = Path(output_dir)
         overrides = self.constraint_overrides if constraint_overrides is None else dict(constraint_overrides)
         case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
-        if std is not None:  # written first: a case whose dose_pred exists is complete
-            with atomic_file(case_dir / STD_NAME) as tmp:
-                nib.save(nib.Nifti1Image(std, affine), str(tmp))
+        for name, extra in ((STD_NAME, std), (SAMPLES_NAME, samples)):
+            if extra is not None:  # written first: a case whose dose_pred exists is complete
+                with atomic_file(case_dir / name) as tmp:
+                    nib.save(nib.Nifti1Image(extra, affine), str(tmp))
         with atomic_file(case_dir / PRED_NAME) as tmp:
             nib.save(nib.Nifti1Image(dose, affine), str(tmp))
         record = {
@@ -245,6 +318,14 @@ class DosePredictor:
             "prescription_gy": float(item["prescription_gy"]),
             "flip_tta": self.flip_tta if flip_tta is None else bool(flip_tta),
         }
+        if self.sampler is not None:
+            record["diffusion"] = {
+                "samples_per_checkpoint": self.sampler.samples,
+                "ddim_steps": self.sampler.steps,
+                "eta": self.sampler.eta,
+                "seed": self.sampler.seed,
+                "dose_range": self.sampler.scale.dose_range,
+            }
         write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
         if self.openkbp_submission:
             from vmat_monai.data.openkbp import write_sparse_dose
@@ -286,8 +367,10 @@ class DosePredictor:
             if lines is not None:
                 lines.update(i, str(item.get("case_id", "")))
             try:
-                dose, std, affine = self.predict_item_with_std(item, constraint_overrides, flip_tta)
-                written.append(self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std))
+                dose, std, samples, affine = self.predict_case(item, constraint_overrides, flip_tta)
+                written.append(
+                    self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std, samples)
+                )
             except (SourceInputError, OSError, ValueError, KeyError, RuntimeError) as exc:
                 if on_error is None:
                     raise

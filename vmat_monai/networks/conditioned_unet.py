@@ -7,6 +7,10 @@ training starts from the plain U-Net).
 The output passes through softplus, so dose is never negative (``out_activation=None`` leaves
 it linear, for a correction added to a first guess: :class:`~vmat_monai.networks.PriorResidual`).
 
+For a diffusion denoiser (``n_time > 0``) the FiLM MLPs also receive a sinusoidal embedding of
+the diffusion timestep (MONAI's ``get_timestep_embedding``, ``n_time`` values appended to the
+standardised constraints), and ``forward`` takes the timesteps as a third argument.
+
 The constraint vector is standardised before the MLPs with the training set's per-entry mean
 and standard deviation, which the network stores as buffers (so a checkpoint carries them):
 a goal whose values span 0.05–0.15 would otherwise move the MLP's input by a few hundredths and
@@ -25,6 +29,7 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution, UpSample
+from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 from torch import nn
 
 __all__ = ["ConditionedUNet", "FiLM", "cpu_conditioned_unet"]
@@ -81,6 +86,8 @@ class ConditionedUNet(nn.Module):
         groups: GroupNorm groups.
         strided_stem: downsample by 2 in the first layer and upsample the output (faster on CPU).
         out_activation: ``"softplus"`` (dose >= 0) or None (linear output).
+        n_time: length of the timestep embedding given to FiLM (0: no timestep, a plain regression
+            network; > 0: a diffusion denoiser, ``forward(x, constraints, timesteps)``).
     """
 
     def __init__(
@@ -93,8 +100,11 @@ class ConditionedUNet(nn.Module):
         groups: int = 8,
         strided_stem: bool = False,
         out_activation: str | None = "softplus",
+        n_time: int = 0,
     ) -> None:
         super().__init__()
+        if n_time < 0 or n_time % 2:
+            raise ValueError(f"n_time must be 0 or a positive even number, got {n_time}")
         if len(channels) < 2:
             raise ValueError("at least two levels are needed")
         if out_activation not in ("softplus", None):
@@ -102,27 +112,26 @@ class ConditionedUNet(nn.Module):
         self.out_activation = out_activation
         ch = list(channels)
         self.n_condition = n_condition
+        self.n_time = n_time
+        n_film = n_condition + n_time
         self.stem = _block(spatial_dims, in_channels, ch[0], groups, stride=2) if strided_stem else None
         first_in = ch[0] if strided_stem else in_channels
         self.enc = nn.ModuleList(
-            [
-                _Level(spatial_dims, first_in if i == 0 else ch[i - 1], ch[i], groups, n_condition)
-                for i in range(len(ch))
-            ]
+            [_Level(spatial_dims, first_in if i == 0 else ch[i - 1], ch[i], groups, n_film) for i in range(len(ch))]
         )
         self.down = nn.ModuleList([_block(spatial_dims, ch[i], ch[i], groups, stride=2) for i in range(len(ch) - 1)])
-        self.bottleneck = _Level(spatial_dims, ch[-1], ch[-1], groups, n_condition)
+        self.bottleneck = _Level(spatial_dims, ch[-1], ch[-1], groups, n_film)
         self.up = nn.ModuleList(
             [UpSample(spatial_dims, ch[i + 1], ch[i], scale_factor=2, mode="deconv") for i in range(len(ch) - 1)]
         )
-        self.dec = nn.ModuleList(
-            [_Level(spatial_dims, 2 * ch[i], ch[i], groups, n_condition) for i in range(len(ch) - 1)]
-        )
+        self.dec = nn.ModuleList([_Level(spatial_dims, 2 * ch[i], ch[i], groups, n_film) for i in range(len(ch) - 1)])
         self.head_up = UpSample(spatial_dims, ch[0], ch[0], scale_factor=2, mode="deconv") if strided_stem else None
         self.head = Convolution(spatial_dims, ch[0], out_channels, kernel_size=1, conv_only=True)
         self.register_buffer("condition_mean", torch.zeros(n_condition))
         self.register_buffer("condition_scale", torch.ones(n_condition))
         self.register_buffer("condition_fitted", torch.zeros((), dtype=torch.bool))
+        if n_time:  # marks a denoiser's state dict, so a checkpoint names its model family
+            self.register_buffer("diffusion_n_time", torch.tensor(n_time))
 
     def set_condition_statistics(self, vectors: torch.Tensor, min_std: float = 0.01) -> None:
         """Standardise the constraints with the mean and standard deviation of ``vectors``
@@ -150,16 +159,28 @@ class ConditionedUNet(nn.Module):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, constraints: torch.Tensor, timesteps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Args:
         x: (B, in_channels, *spatial); spatial sizes divisible by 2**(levels - 1) (×2 with a strided stem).
         constraints: (B, n_condition), a tensor or array-like.
+        timesteps: (B,) diffusion timesteps; required when ``n_time > 0``, refused otherwise.
         """
         if not isinstance(constraints, torch.Tensor):  # array-like, e.g. from a command line
             constraints = torch.as_tensor(constraints, dtype=x.dtype, device=x.device)
         if constraints.ndim != 2 or constraints.shape[1] != self.n_condition:
             raise ValueError(f"constraints must be (batch, {self.n_condition}), got {tuple(constraints.shape)}")
         c = (constraints.to(x.dtype) - self.condition_mean.to(x.dtype)) * self.condition_scale.to(x.dtype)
+        if (timesteps is None) != (self.n_time == 0):
+            raise ValueError(
+                "this network is a diffusion denoiser: pass the timesteps"
+                if self.n_time
+                else "this network takes no timesteps (n_time=0): it is the regression U-Net, not a diffusion denoiser"
+            )
+        if timesteps is not None:
+            t = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])
+            c = torch.cat([c, get_timestep_embedding(t, self.n_time).to(x.dtype)], dim=1)
         h = self.stem(x) if self.stem is not None else x
         skips = []
         for i, level in enumerate(self.enc):
@@ -181,8 +202,17 @@ def cpu_conditioned_unet(
     n_condition: int = 13,
     channels: Sequence[int] = (16, 32, 64, 128),
     out_activation: str | None = "softplus",
+    n_time: int = 0,
 ) -> ConditionedUNet:
     """The CPU variant: strided first layer and narrower levels (same interface)."""
     return ConditionedUNet(
-        3, in_channels, 1, channels, n_condition, groups=8, strided_stem=True, out_activation=out_activation
+        3,
+        in_channels,
+        1,
+        channels,
+        n_condition,
+        groups=8,
+        strided_stem=True,
+        out_activation=out_activation,
+        n_time=n_time,
     )

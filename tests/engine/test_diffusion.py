@@ -142,3 +142,14 @@ def test_a_denoiser_learns_a_constant_dose(kind):
     assert abs(float(samples.mean()) - 0.8) < (0.01 if kind == "sample" else 0.08)
     if kind == "sample":
         assert float((samples - 0.8).abs().max()) < 0.02
+
+
+def test_a_sampler_alone_gives_the_module_its_schedule_and_prediction_type():
+    """Prediction builds the module from the sampler only: a v-prediction, linear-schedule sampler
+    must not meet a default training scheduler of another kind."""
+    sampling = DDIMScheduler(200, schedule="linear_beta", prediction_type="v_prediction")
+    module = DiffusionDoseModule(_tiny_denoiser(), sampler=DiffusionSampler(sampling, steps=4), val_steps=4)
+    assert module.scheduler.prediction_type == "v_prediction" and module.scheduler.num_train_timesteps == 200
+    torch.testing.assert_close(module.scheduler.alphas_cumprod, sampling.alphas_cumprod)
+    with pytest.raises(ValueError, match="must match the training one"):
+        DiffusionDoseModule(_tiny_denoiser(), DDPMScheduler(200, prediction_type="epsilon"), DiffusionSampler(sampling))

@@ -29,13 +29,23 @@ __all__ = ["DiffusionDoseModule"]
 _TARGETS = ("epsilon", "v_prediction", "sample")
 
 
+def _training_twin(sampling: Scheduler) -> DDPMScheduler:
+    """A DDPM scheduler with the noise schedule and prediction type of ``sampling`` (when only the
+    sampler is given, e.g. for prediction)."""
+    twin = DDPMScheduler(int(sampling.num_train_timesteps), prediction_type=str(sampling.prediction_type))
+    for name in ("betas", "alphas", "alphas_cumprod"):
+        setattr(twin, name, getattr(sampling, name).clone())
+    return twin
+
+
 class DiffusionDoseModule(DosePredictionModule):
     """Train a conditional denoiser of the relative dose; predict by DDIM sampling.
 
     Args:
         network: the denoiser (ConditionedUNet with ``n_time > 0``, or a MONAI ``DiffusionModelUNet``
             whose ``in_channels`` count the noisy dose, the conditioning channels and the constraints).
-        scheduler: the training noise scheduler (MONAI ``DDPMScheduler``).
+        scheduler: the training noise scheduler (MONAI ``DDPMScheduler``); None: one with the
+            sampler's schedule and prediction type.
         sampler: the DDIM sampler for validation and prediction; its scheduler must have the
             training schedule's length and prediction type.
         val_steps: DDIM steps of the one sample drawn per validation case (fewer than for
@@ -75,9 +85,8 @@ class DiffusionDoseModule(DosePredictionModule):
             overlap,
             schedule_seconds,
         )
-        default = DDPMScheduler(schedule="cosine", prediction_type="sample")
-        self.scheduler = scheduler if scheduler is not None else default
         self.sampler = sampler if sampler is not None else DiffusionSampler()
+        self.scheduler = scheduler if scheduler is not None else _training_twin(self.sampler.scheduler)
         target = str(self.scheduler.prediction_type)
         if target not in _TARGETS:
             raise ValueError(f"prediction_type must be one of {_TARGETS}, got {target!r}")

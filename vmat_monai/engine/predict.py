@@ -34,6 +34,7 @@ from vmat_monai.atomic import atomic_file, write_text_atomic
 from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
+from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler, is_denoiser
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
@@ -173,8 +174,6 @@ class DosePredictor:
         save_samples: bool = False,
     ) -> None:
         import copy
-
-        from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.ckpt_paths = checkpoint_list(ckpt_path)

@@ -188,40 +188,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_bundle(args: argparse.Namespace) -> str:
-    """The bundle to predict with: ``--bundle``, or (``auto``) the model family of the first checkpoint."""
-    from vmat_monai.engine.predict import checkpoint_family_of, checkpoint_list
-
-    if args.bundle != "auto":
-        return args.bundle
-    first = checkpoint_list(args.ckpt)[0]
-    family = checkpoint_family_of(first)
-    bundle = "vmat_dose_diffusion" if family == "diffusion" else "vmat_dose_unet"
-    print(f"predict: --bundle {bundle} ({first} holds a {family} model)", flush=True)
-    return bundle
-
-
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bounded_training import recorded_configs
-    from vmat_monai.engine.bundle import predictor_from_bundle
+    from vmat_monai.engine.bundle import bundle_for_checkpoint, predictor_from_bundle, sampling_overrides
     from vmat_monai.engine.predict import checkpoint_list
 
     config: dict[str, Any] = {"prior_channels": 0} if args.no_dose_prior else {}
     try:
-        bundle = _predict_bundle(args)
-        sampling = {
-            "samples": args.samples,
-            "ddim_steps": args.ddim_steps,
-            "eta": args.eta,
-            "sample_seed": args.sample_seed,
-            "save_samples": args.save_samples or None,
-        }
-        given = {k: v for k, v in sampling.items() if v is not None}
-        if bundle == "vmat_dose_diffusion":
-            config.update(given)
-        elif given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise ValueError(f"{flags} only apply to a diffusion model (vmat_dose_diffusion); {args.ckpt} is a U-Net")
+        bundle = args.bundle
+        if bundle == "auto":
+            bundle = bundle_for_checkpoint(args.ckpt)
+            print(f"predict: --bundle {bundle} (the model family of {checkpoint_list(args.ckpt)[0]})", flush=True)
+        config |= sampling_overrides(
+            bundle,
+            str(args.ckpt),
+            samples=args.samples,
+            ddim_steps=args.ddim_steps,
+            eta=args.eta,
+            sample_seed=args.sample_seed,
+            save_samples=args.save_samples or None,
+        )
         configs = args.config
         if configs is None:
             members = checkpoint_list(args.ckpt)

@@ -41,24 +41,6 @@ def _run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_verify_net_in_out():
-    out = _run(
-        "-m",
-        "monai.bundle",
-        "verify_net_in_out",
-        "network_def",
-        "--meta_file",
-        str(CONFIGS / "metadata.json"),
-        "--config_file",
-        str(CONFIGS / "train.json"),
-        "--n",
-        "1",
-        "--extra_forward_args",
-        CONSTRAINTS,
-    )
-    assert "verified with no error" in out.stdout + out.stderr
-
-
 def test_both_denoisers_build_from_the_configs():
     """The default denoiser (ConditionedUNet with a timestep embedding) and MONAI's DiffusionModelUNet
     (configs/monai_unet.json) both take the noisy dose, the conditions and the constraints."""

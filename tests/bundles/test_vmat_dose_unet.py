@@ -104,18 +104,25 @@ def test_configs_have_no_absolute_paths(configs):
                 assert not Path(s).is_absolute(), (cfg.name, s)
 
 
-def test_verify_net_in_out():
+# the diffusion denoiser also takes the diffusion timestep
+FORWARD_ARGS = [CONSTRAINTS, CONSTRAINTS[:-1] + ", 'timesteps': [5]}"]
+
+
+@pytest.mark.parametrize(
+    ("configs", "forward_args"), zip(ALL_CONFIGS, FORWARD_ARGS, strict=True), ids=["unet", "diffusion"]
+)
+def test_verify_net_in_out(configs, forward_args):
     out = _bundle(
         "verify_net_in_out",
         "network_def",
         "--meta_file",
-        str(CONFIGS / "metadata.json"),
+        str(configs / "metadata.json"),
         "--config_file",
-        str(CONFIGS / "train.json"),
+        str(configs / "train.json"),
         "--n",
         "1",
         "--extra_forward_args",
-        CONSTRAINTS,
+        forward_args,
     )
     assert "verified with no error" in out.stdout + out.stderr
 

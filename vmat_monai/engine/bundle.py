@@ -22,16 +22,20 @@ from vmat_monai.atomic import atomic_file
 __all__ = [
     "BUNDLES",
     "BUNDLE_NAME",
+    "FAMILY_BUNDLE",
     "absolute_configs",
     "bundle_dir",
+    "bundle_for_checkpoint",
     "config_entries",
     "config_files",
     "predictor_from_bundle",
+    "sampling_overrides",
     "save_model_weights",
 ]
 
 BUNDLE_NAME = "vmat_dose_unet"
 BUNDLES = ("vmat_dose_unet", "vmat_dose_diffusion")
+FAMILY_BUNDLE = {"unet": "vmat_dose_unet", "diffusion": "vmat_dose_diffusion"}  # model family -> its bundle
 
 
 def bundle_dir(name: str = BUNDLE_NAME) -> Path:
@@ -70,6 +74,24 @@ def config_files(base: str, configs: str | None, bundle: str = BUNDLE_NAME) -> l
             raise FileNotFoundError(f"config {v!r} not found (tried {path}); use {names}, default or a JSON file")
         files.append(str(path.resolve()))
     return files
+
+
+def bundle_for_checkpoint(ckpt_path: str | Path) -> str:
+    """The bundle of the model family a checkpoint holds (the first one of a comma-separated list)."""
+    from vmat_monai.engine.predict import checkpoint_family_of, checkpoint_list
+
+    return FAMILY_BUNDLE[checkpoint_family_of(checkpoint_list(ckpt_path)[0])]
+
+
+def sampling_overrides(bundle: str, model: str, **options: Any) -> dict[str, Any]:
+    """The diffusion sampling options given (``samples``, ``ddim_steps``, ``eta``, ``sample_seed``,
+    ``save_samples``; None: not given) as config overrides of ``bundle``; a ValueError naming the
+    flags and ``model`` (e.g. the checkpoint) when they are given for the U-Net, which does not sample."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if given and bundle != FAMILY_BUNDLE["diffusion"]:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} only apply to a diffusion model ({FAMILY_BUNDLE['diffusion']}); {model} is a U-Net")
+    return given
 
 
 def save_model_weights(trainer: Any, network: nn.Module, path: str | Path) -> Path | None:

@@ -34,6 +34,7 @@ from vmat_monai.atomic import atomic_file, write_text_atomic
 from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
+from vmat_monai.engine.bundle import FAMILY_BUNDLE
 from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler, is_denoiser
 from vmat_monai.engine.inputs import ModelInputs
@@ -58,7 +59,6 @@ __all__ = [
 PRED_NAME = "dose_pred.nii.gz"
 STD_NAME = "dose_std.nii.gz"
 SAMPLES_NAME = "dose_samples.nii.gz"
-_FAMILY_BUNDLE = {"diffusion": "vmat_dose_diffusion", "unet": "vmat_dose_unet"}
 RTDOSE_NAME = "RD.pred.dcm"
 CaseError = Callable[[str, str], None]  # (case, message) of a case that could not be predicted
 
@@ -90,9 +90,9 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     family, wanted = checkpoint_family(net_state), ("diffusion" if is_denoiser(network) else "unet")
     if family != wanted:
         raise RuntimeError(
-            f"checkpoint {path} holds a {family} model ({_FAMILY_BUNDLE[family]} bundle), but this predictor builds "
-            f"the {wanted} model: predict with the {_FAMILY_BUNDLE[family]} bundle's inference.json, or with "
-            f"`vmat-monai predict --bundle {_FAMILY_BUNDLE[family]}`"
+            f"checkpoint {path} holds a {family} model ({FAMILY_BUNDLE[family]} bundle), but this predictor builds "
+            f"the {wanted} model: predict with the {FAMILY_BUNDLE[family]} bundle's inference.json, or with "
+            f"`vmat-monai predict --bundle {FAMILY_BUNDLE[family]}`"
         )
     try:
         network.load_state_dict(net_state)

@@ -82,6 +82,11 @@ def test_resume_regenerates_cases_of_an_older_dose_model(tmp_path):
     (out / "cohort.json").write_text(json.dumps(old))
     with pytest.raises(FileExistsError, match=r"dose model version 1.*--overwrite"):
         generate_cohort(out, 1, seed=3, settings=settings, resume=True)
+    # likewise a cohort whose goals were drawn the old way (no goal_sampling_version: version 1)
+    old = {k: v for k, v in manifest.items() if k != "goal_sampling_version"}
+    (out / "cohort.json").write_text(json.dumps(old))
+    with pytest.raises(FileExistsError, match=r"goal sampling version 1, this is version 2.*--overwrite"):
+        generate_cohort(out, 1, seed=3, settings=settings, resume=True)
     # a case folder of the old model without a manifest (an interrupted run) is generated again
     (out / "cohort.json").unlink()
     side = out / "SYN0001" / SIDECAR

@@ -209,6 +209,7 @@ def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
 
     from vmat_monai.data.case_folder import make_datalist
     from vmat_monai.data.synthetic.cohort import generate_cohort
+    from vmat_monai.data.synthetic.goals import tightness_positions
 
     settings = replace(CohortSettings.tiny(), plans_per_patient=2)
     manifest = generate_cohort(tmp_path / "c", 4, seed=1, settings=settings)
@@ -216,9 +217,11 @@ def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
     sides = [json.loads((tmp_path / "c" / f"SYN000{i}" / SIDECAR).read_text()) for i in (1, 2, 3, 4)]
     assert [s["patient"] for s in sides] == [1, 1, 2, 2] and [s["plan_variant"] for s in sides] == [0, 1, 0, 1]
     assert sides[0]["anatomy"] == sides[1]["anatomy"] and sides[0]["anatomy"] != sides[2]["anatomy"]
-    # rectum strictness of the second plan is half the range away: V50 goals differ by 0.125
+    # the second plan's rectum and bladder goals lie half their tightness range away
     for a, b in ((sides[0], sides[1]), (sides[2], sides[3])):
-        assert abs(a["goals_drawn"]["rectum_V50"] - b["goals_drawn"]["rectum_V50"]) == pytest.approx(0.125, abs=2e-3)
+        pa, pb = (tightness_positions(s["goals_drawn"]) for s in (a, b))
+        for organ in ("Rectum", "Bladder"):
+            assert abs(pa[organ] - pb[organ]) == pytest.approx(0.5, abs=0.01)
     ct = [[pydicom.dcmread(str(p)) for p in sorted((tmp_path / "c" / f"SYN000{i}" / "CT").iterdir())] for i in (1, 2)]
     assert ct[0][0].PatientID == ct[1][0].PatientID == "SYNP0001"
     assert ct[0][0].StudyInstanceUID != ct[1][0].StudyInstanceUID
@@ -227,7 +230,8 @@ def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
     tight, loose = sorted(sides[:2], key=lambda s: s["goals_drawn"]["rectum_V50"])
     assert tight["achieved"]["Rectum_Dmean"] < loose["achieved"]["Rectum_Dmean"]
     # converted: one patient's plans never straddle splits
-    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.data.convert import ConvertOptions
+    from vmat_monai.data.convert_tree import convert_tree
 
     convert_tree(tmp_path / "c", tmp_path / "d", ConvertOptions())
     dl = make_datalist(tmp_path / "d", split=(0.5, 0.25, 0.25))

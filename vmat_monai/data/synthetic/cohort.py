@@ -31,6 +31,7 @@ from vmat_monai.atomic import atomic_dir, write_text_atomic
 from vmat_monai.constraints import ConstraintVector
 from vmat_monai.data.synthetic.anatomy import Phantom, helper_masks, rasterise, sample_pelvis
 from vmat_monai.data.synthetic.dose_model import DOSE_MODEL_VERSION, ArcModel, compute_plan_dose, hu_to_density
+from vmat_monai.data.synthetic.goals import GOAL_SAMPLING_VERSION, sample_goals, tightness_positions
 from vmat_monai.data.synthetic.naming import draw_names
 from vmat_monai.dicom.common import StudyInfo, uid_from
 from vmat_monai.dicom.ct import write_ct_series
@@ -41,11 +42,23 @@ from vmat_monai.geometry import Grid
 from vmat_monai.parallel import map_unordered
 from vmat_monai.structures import PROSTATE_SIB
 
-__all__ = ["CohortSettings", "generate_case", "generate_cohort", "plan_inputs", "sample_goals"]
+__all__ = ["CohortSettings", "generate_case", "generate_cohort", "plan_inputs"]
 
 MANIFEST = "cohort.json"
 SIDECAR = "synth_case.json"
 SCHEMA_VERSION = 1
+GENERATOR_VERSIONS = {"dose_model_version": DOSE_MODEL_VERSION, "goal_sampling_version": GOAL_SAMPLING_VERSION}
+"""What decides a seed's cases besides the settings; recorded in the manifest and every sidecar
+(a record without a key was written by version 1 of it)."""
+
+
+def _generator_mismatch(record: dict[str, Any]) -> str | None:
+    """'dose model version 2, this is version 3' for the first version ``record`` differs in; None if none."""
+    for key, now in GENERATOR_VERSIONS.items():
+        if record.get(key, 1) != now:
+            what = key.removesuffix("_version").replace("_", " ")
+            return f"{what} version {record.get(key, 1)}, this is version {now}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ class CohortSettings:
         n_angles: gantry angles of the dose model.
         plans_per_patient: plans per synthetic patient. With 2 or more, consecutive cases share
             one anatomy (same patient ID and CT, separate studies) and differ in their goals:
-            every further plan flips the rectum and bladder strictness by half the range, so the
+            every further plan moves the rectum and bladder tightness by half its range, so the
             cohort holds direct contrasts of goals on one anatomy.
     """
 
@@ -95,27 +108,6 @@ class CohortSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sample_goals(rng: np.random.Generator, strictness: tuple[float, float] | None = None) -> dict[str, float]:
-    """Per-case clinical goals (natural units) that vary across the cohort.
-
-    A strictness in [0, 1] per organ (rectum, bladder) moves all of its goals together, so the
-    dose model sees consistent tight or loose goal sets; ``strictness`` fixes both.
-    """
-    drawn = rng.uniform(0, 1, size=2)
-    sr, sb = strictness if strictness is not None else (float(v) for v in drawn)
-    return {
-        "rectum_V50": round(0.60 - 0.25 * sr, 3),
-        "rectum_V60": round(0.42 - 0.20 * sr, 3),
-        "rectum_V70": round(0.25 - 0.13 * sr, 3),
-        "rectum_Dmax": round(76.0 - 3.0 * sr, 2),
-        "bladder_V65": round(0.55 - 0.20 * sb, 3),
-        "bladder_V70": round(0.40 - 0.15 * sb, 3),
-        "bladder_V75": round(0.30 - 0.12 * sb, 3),
-        "femur_V50": round(float(rng.uniform(0.05, 0.15)), 3),
-        "bowel_V45cc": round(float(rng.uniform(120.0, 250.0)), 1),
-    }
 
 
 def _dose_grid(masks_ct: dict[str, np.ndarray], ct: Grid, rng: np.random.Generator, sp: float) -> Grid:
@@ -192,10 +184,10 @@ def _draw_case(index: int, seed: int, settings: CohortSettings, goals: dict[str,
     rng = np.random.default_rng([seed, patient])  # the anatomy stream, shared by the patient's plans
     params = sample_pelvis(rng)
     drawn = sample_goals(rng)
-    if variant:  # a further plan on the same anatomy: rectum and bladder strictness moved by half the range
-        sr, sb = (0.60 - drawn["rectum_V50"]) / 0.25, (0.55 - drawn["bladder_V65"]) / 0.20
-        flip = [(v + 0.5 * variant) % 1.0 for v in (sr, sb)]
-        drawn = sample_goals(np.random.default_rng([seed, patient, 100 + variant]), (flip[0], flip[1]))
+    if variant:  # a further plan on the same anatomy: rectum and bladder tightness moved by half their range
+        pos = tightness_positions(drawn)
+        flip = {organ: (pos[organ] + 0.5 * variant) % 1.0 for organ in ("Rectum", "Bladder")}
+        drawn = sample_goals(np.random.default_rng([seed, patient, 100 + variant]), flip)
     if goals:
         drawn.update(goals)
     missing = [s for s, p in (("Bowel", 0.15), ("Femur_L", 0.06), ("Femur_R", 0.06)) if rng.random() < p]
@@ -338,7 +330,7 @@ def generate_case(
             "patient": patient,
             "plan_variant": variant,
             "seed": seed,
-            "dose_model_version": DOSE_MODEL_VERSION,
+            **GENERATOR_VERSIONS,
             "settings": settings.to_dict(),
             "structure_names": {k: names[k] for k in present},
             "helper_names": helper_names,
@@ -435,10 +427,10 @@ def generate_cohort(
                 f"{out} holds a cohort with seed {old.get('seed')} / settings {old.get('settings')}; "
                 "use another folder or --overwrite"
             )
-        if old.get("dose_model_version") != DOSE_MODEL_VERSION:
+        mismatch = _generator_mismatch(old)
+        if mismatch:
             raise FileExistsError(
-                f"{out} was generated by dose model version {old.get('dose_model_version', 1)}, this is version "
-                f"{DOSE_MODEL_VERSION}; use another folder or --overwrite (vmat-monai main: --fresh)"
+                f"{out} was generated by {mismatch}; use another folder or --overwrite (vmat-monai demo: --fresh)"
             )
     if existing and overwrite:
         for p in existing:
@@ -457,7 +449,7 @@ def generate_cohort(
         if resume and side.exists():
             s = json.loads(side.read_text())
             same = s.get("seed") == seed and s.get("settings") == settings.to_dict()
-            if same and s.get("dose_model_version") == DOSE_MODEL_VERSION:
+            if same and _generator_mismatch(s) is None:
                 summaries[i] = s
                 continue
         todo.append(i)
@@ -479,7 +471,7 @@ def generate_cohort(
         "schema_version": SCHEMA_VERSION,
         "generator": "vmat-monai synth",
         "seed": seed,
-        "dose_model_version": DOSE_MODEL_VERSION,
+        **GENERATOR_VERSIONS,
         "n_cases": n_cases,
         "settings": settings.to_dict(),
         "cases": [

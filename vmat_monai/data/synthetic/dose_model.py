@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from scipy import ndimage, optimize
 
 from vmat_monai.constraints import ConstraintVector
+from vmat_monai.data.synthetic.goals import goal_tightness
 from vmat_monai.geometry import Grid
 from vmat_monai.transforms.beam_prior import hu_to_density as _hu_to_density
 
@@ -346,17 +347,8 @@ def compute_plan_dose(
         "Bladder": [(65.0, g["bladder_V65"]), (70.0, g["bladder_V70"]), (75.0, g["bladder_V75"])],
         "Femur": [(50.0, g["femur_V50"])],
     }
-    # push-down weights grow as the goal tightens relative to the protocol default
-    tight = {
-        "Rectum": np.mean(
-            [0.50 / max(g["rectum_V50"], 1e-3), 0.35 / max(g["rectum_V60"], 1e-3), 0.20 / max(g["rectum_V70"], 1e-3)]
-        ),
-        "Bladder": np.mean(
-            [0.50 / max(g["bladder_V65"], 1e-3), 0.35 / max(g["bladder_V70"], 1e-3), 0.25 / max(g["bladder_V75"], 1e-3)]
-        ),
-        "Femur": 0.10 / max(g["femur_V50"], 1e-3),
-        "Bowel": 195.0 / max(g["bowel_V45cc"], 1.0),
-    }
+    # push-down weights grow with the square of the organ's tightness (its goals against the protocol's)
+    tight = goal_tightness(g)
     ring_gy, ring_weight = 0.9 * rx["PTV56"], 0.5
     base_push = {"Rectum": 0.02, "Bladder": 0.01, "Femur": 0.004, "Bowel": 0.004}
     A70, A56, Aring = comp.at(idx70), comp.at(idx56), comp.at(idx_ring)

@@ -73,7 +73,7 @@ def bench_synth(n: int = 3) -> list[Row]:
 
 def bench_convert(n: int = 3) -> list[Row]:
     """Seconds per default-size case for DICOM-RT -> case folder (1 worker)."""
-    from vmat_monai.data.convert import convert_tree
+    from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +131,7 @@ def bench_patches(n_draws: int = 20) -> list[Row]:
     import torch
     from monai.networks.nets import UNet
 
-    from vmat_monai.data.convert import convert_tree
+    from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.datasets import make_dataset
     from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
     from vmat_monai.engine.inputs import model_inputs

@@ -24,7 +24,7 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def converted(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny cohort converted to case folders: (data folder, convert summary)."""
-    from vmat_monai.data.convert import convert_tree
+    from vmat_monai.data.convert_tree import convert_tree
 
     out = tmp_path_factory.mktemp("converted")
     return out, convert_tree(tiny_cohort, out)

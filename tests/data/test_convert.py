@@ -12,7 +12,8 @@ import pytest
 from pydicom.uid import generate_uid
 
 from vmat_monai.cli import main
-from vmat_monai.data.convert import ConvertOptions, convert_tree
+from vmat_monai.data.convert import ConvertOptions
+from vmat_monai.data.convert_tree import convert_tree
 from vmat_monai.data.synthetic.cohort import SIDECAR
 from vmat_monai.dicom.contours import contour_occupancy
 from vmat_monai.dicom.export import nifti_dose_on_grid

@@ -10,7 +10,8 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from vmat_monai.data.convert import ConvertOptions, convert_tree
+from vmat_monai.data.convert import ConvertOptions
+from vmat_monai.data.convert_tree import convert_tree
 from vmat_monai.data.synthetic.anatomy import PelvisParams, Phantom, rasterise
 from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, generate_cohort
 from vmat_monai.dicom.contours import contour_occupancy

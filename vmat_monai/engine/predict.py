@@ -409,7 +409,8 @@ class DosePredictor:
         return self.predict_items(items, output_dir, on_error=on_error)
 
     def _convert_dicom(self, src: Path, data_dir: Path, on_error: CaseError | None) -> list[dict[str, Any]]:
-        from vmat_monai.data.convert import ConvertOptions, convert_tree
+        from vmat_monai.data.convert import ConvertOptions
+        from vmat_monai.data.convert_tree import convert_tree
 
         opts = ConvertOptions(structure_set=self.inputs.structures, allow_missing_dose=True)
         try:

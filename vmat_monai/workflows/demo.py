@@ -123,7 +123,8 @@ def run_demo(
         ValueError: for bad options or when the cohort leaves no case to hold out.
         RuntimeError: when the work folder's training cannot be reused (message says what to pass).
     """
-    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.data.convert import ConvertOptions
+    from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.synthetic.check import check_cohort
     from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
 

@@ -99,7 +99,8 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     Raises:
         FileNotFoundError: when ``opts.data_root`` is not a folder.
     """
-    from vmat_monai.data.convert import ConvertOptions, convert_tree
+    from vmat_monai.data.convert import ConvertOptions
+    from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.datasets import load_datalist
     from vmat_monai.engine.bounded_training import train_bounded
     from vmat_monai.engine.bundle import config_entries, predictor_from_bundle

@@ -150,3 +150,17 @@ def test_a_checkpoint_of_the_other_family_is_refused_with_the_bundle_named(train
     assert proc.returncode == 2 and "at most 1000" in proc.stderr, proc.stderr[-2000:]
     proc = _run(*cli, "--out", str(tmp_path / "y"), "--config", "cpu", "--bundle", "vmat_dose_unet", ok=False)
     assert proc.returncode == 2 and "vmat_dose_diffusion" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):
+    """The distributed path (Lightning DDP, gloo) on two CPU processes, DDIM validation included:
+    each rank samples its own validation cases and the metric is reduced over both."""
+    multi = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'cpu.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    common = ["--config_file", multi, "--datalist", str(bundle_data), "--output_dir", str(tmp_path), *TINY]
+    out = _run("-m", "monai.bundle", "run", "training", *common, "--epochs", "1", "--devices", "2")
+    log = out.stdout + out.stderr
+    assert "GLOBAL_RANK: 1" in log and "gloo" in log
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    rows = next((tmp_path / "csv").glob("version_*/metrics.csv")).read_text().splitlines()
+    header = rows[0].split(",")
+    assert any(r.split(",")[header.index("val_mae_body_gy")] for r in rows[1:])

@@ -74,7 +74,8 @@ def bench_synth(n: int = 3) -> list[Row]:
 def bench_convert(n: int = 3) -> list[Row]:
     """Seconds per default-size case for DICOM-RT -> case folder (1 worker)."""
     from vmat_monai.data.convert_tree import convert_tree
-    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.data.synthetic.cohort import CohortSettings
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
         generate_cohort(Path(tmp) / "dicom", n, seed=0, settings=CohortSettings(), workers=1)
@@ -133,7 +134,8 @@ def bench_patches(n_draws: int = 20) -> list[Row]:
 
     from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.datasets import make_dataset
-    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.data.synthetic.cohort import CohortSettings
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
     from vmat_monai.engine.inputs import model_inputs
     from vmat_monai.transforms import train_transforms
 

@@ -13,7 +13,8 @@ warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two tiny synthetic cases (seed 0) written as DICOM-RT."""
-    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.data.synthetic.cohort import CohortSettings
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 
     out = tmp_path_factory.mktemp("cohort")
     manifest = generate_cohort(out, 2, seed=0, settings=CohortSettings.tiny())

@@ -13,7 +13,8 @@ from scipy import ndimage
 from vmat_monai.data.convert import ConvertOptions
 from vmat_monai.data.convert_tree import convert_tree
 from vmat_monai.data.synthetic.anatomy import PelvisParams, Phantom, rasterise
-from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, generate_cohort
+from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings
+from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 from vmat_monai.dicom.contours import contour_occupancy
 from vmat_monai.dicom.export import nifti_dose_on_grid
 from vmat_monai.dicom.readers import read_rtdose

@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, _draw_case, generate_cohort, plan_inputs
+from vmat_monai.data.synthetic.cohort import SIDECAR, CohortSettings, _draw_case, plan_inputs
+from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 from vmat_monai.data.synthetic.dose_model import DOSE_MODEL_VERSION, ArcModel, angle_modulation, compute_plan_dose
 from vmat_monai.geometry import Grid
 from vmat_monai.metrics.gamma import GammaOptions, gamma, pass_rate

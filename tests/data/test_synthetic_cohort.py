@@ -208,7 +208,7 @@ def test_plans_per_patient_share_the_anatomy_with_contrasting_goals(tmp_path):
     from dataclasses import replace
 
     from vmat_monai.data.case_folder import make_datalist
-    from vmat_monai.data.synthetic.cohort import generate_cohort
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
     from vmat_monai.data.synthetic.goals import tightness_positions
 
     settings = replace(CohortSettings.tiny(), plans_per_patient=2)

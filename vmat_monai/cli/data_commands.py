@@ -59,7 +59,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.data.synthetic.cohort import CohortSettings
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 
     if args.cases < 1:
         raise UserError(f"--cases must be at least 1 (got {args.cases})")

@@ -126,7 +126,8 @@ def run_demo(
     from vmat_monai.data.convert import ConvertOptions
     from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.synthetic.check import check_cohort
-    from vmat_monai.data.synthetic.cohort import CohortSettings, generate_cohort
+    from vmat_monai.data.synthetic.cohort import CohortSettings
+    from vmat_monai.data.synthetic.cohort_runner import generate_cohort
 
     if opts.cases < 1 or opts.plans_per_patient < 1 or opts.workers < 1:
         raise ValueError("cases, plans per patient and workers must be at least 1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -194,8 +195,8 @@ def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_pa
     class Stop(Exception):
         pass
 
-    def fake_train(datalist, out_dir, minutes, configs, extra=()):
-        seen.update(out_dir=out_dir, extra=list(extra), minutes=minutes)
+    def fake_train(datalist, out_dir, minutes, configs, extra=(), bundle="vmat_dose_unet"):
+        seen.update(out_dir=out_dir, extra=list(extra), minutes=minutes, bundle=bundle)
         raise Stop
 
     monkeypatch.setattr(bt, "train_bounded", fake_train)
@@ -204,3 +205,9 @@ def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_pa
         run_openkbp(opts, report=lambda line: None)
     assert seen["out_dir"] == tmp_path / "w" / "model-arc20s1" and seen["minutes"] == 2
     assert seen["extra"] == ["--seed", "1", "--cache", "memory+disk", "--cache_dir", str(tmp_path / "c")]
+    assert seen["bundle"] == "vmat_dose_unet"
+    with pytest.raises(Stop):  # the diffusion bundle trains through the same job
+        run_openkbp(replace(opts, bundle="vmat_dose_diffusion"), report=lambda line: None)
+    assert seen["bundle"] == "vmat_dose_diffusion"
+    with pytest.raises(ValueError, match="vmat_dose_unet, vmat_dose_diffusion"):
+        run_openkbp(replace(opts, bundle="unet"), report=lambda line: None)

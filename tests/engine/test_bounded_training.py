@@ -64,3 +64,23 @@ def test_a_checkpoint_names_its_config_through_the_training_record(tmp_path, mon
     assert recorded_configs(ckpt) == f"cpu,residual,{lever.resolve()}"
     assert config_files("inference", recorded_configs(ckpt))[-1] == str(lever.resolve())
     assert recorded_configs(tmp_path / "elsewhere" / "last.ckpt") is None
+
+
+def test_the_diffusion_bundle_trains_through_the_same_record(tmp_path, monkeypatch):
+    """bundle="vmat_dose_diffusion" runs that bundle's train.json, records the bundle, and a U-Net
+    training into the same folder is refused instead of reusing the diffusion model."""
+    out, seen = tmp_path / "model", {}
+
+    def fake_training(cmd, check):
+        seen["cmd"] = cmd
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+
+    monkeypatch.setattr("vmat_monai.engine.bounded_training.subprocess.run", fake_training)
+    ckpt = train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual", bundle="vmat_dose_diffusion")
+    files = seen["cmd"][seen["cmd"].index("--config_file") + 1]
+    assert "vmat_dose_diffusion/configs/train.json" in files and "vmat_dose_diffusion/configs/residual.json" in files
+    assert json.loads((out / TRAINING_RECORD).read_text())["bundle"] == "vmat_dose_diffusion"
+    assert train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual", bundle="vmat_dose_diffusion") == ckpt
+    with pytest.raises(RuntimeError, match=r"model of the vmat_dose_diffusion bundle, not of vmat_dose_unet.*--fresh"):
+        train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual")

@@ -49,6 +49,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="keep the preprocessed volumes in this folder and reuse them in later runs (skips ≈20 min per run)",
     )
     o.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    o.add_argument(
+        "--bundle",
+        choices=["vmat_dose_unet", "vmat_dose_diffusion"],
+        default="vmat_dose_unet",
+        help="the model family (default vmat_dose_unet; vmat_dose_diffusion samples with its configs' DDIM steps)",
+    )
     o.set_defaults(func=_cmd_openkbp)
 
 
@@ -85,6 +91,7 @@ def _cmd_openkbp(args: argparse.Namespace) -> int:
         name=args.name,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         seed=args.seed,
+        bundle=args.bundle,
     )
     try:
         result = run_openkbp(opts, report=lambda line: print(line, flush=True))

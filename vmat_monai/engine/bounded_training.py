@@ -1,9 +1,10 @@
 """Training through the bundle within a time budget, and its record (``training.json``).
 
-A finished training leaves ``training.json`` beside its ``checkpoints`` folder: the configs it was
-trained with (``configs``: names and JSON files, the latter as absolute paths), a hash of their
-contents (``config_sha256``, so a changed config is never reused silently), the budget and a
-summary. ``vmat-monai predict`` reads the configs back from it.
+A finished training leaves ``training.json`` beside its ``checkpoints`` folder: the bundle
+(``vmat_dose_unet`` or ``vmat_dose_diffusion``), the configs it was trained with (``configs``: names
+and JSON files, the latter as absolute paths), a hash of their contents (``config_sha256``, so a
+changed config is never reused silently), the budget and a summary. ``vmat-monai predict`` reads
+the configs back from it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vmat_monai.atomic import write_text_atomic
-from vmat_monai.engine.bundle import absolute_configs, config_files
+from vmat_monai.engine.bundle import BUNDLE_NAME, absolute_configs, config_files
 
 __all__ = ["TRAINING_RECORD", "recorded_configs", "train_bounded"]
 
@@ -58,22 +59,29 @@ def train_bounded(
     learning_rate: float | None = None,
     fresh: bool = False,
     extra: Sequence[str] = (),
+    bundle: str = BUNDLE_NAME,
 ) -> Path:
-    """Train with ``monai.bundle run training`` for at most ``minutes`` of training time.
+    """Train ``bundle`` (``vmat_dose_unet`` or ``vmat_dose_diffusion``) with ``monai.bundle run training``
+    for at most ``minutes`` of training time.
 
     The learning rate follows a cosine over the time budget. An interrupted run resumes from
     ``last.ckpt`` (Lightning keeps the elapsed time in it). Returns the path of ``last.ckpt``.
     """
     ckpt = out_dir / "checkpoints" / "last.ckpt"
     record = out_dir / TRAINING_RECORD
-    config_paths = config_files("train", configs)
+    config_paths = config_files("train", configs, bundle)
     digest = _configs_digest(config_paths)
     if record.is_file() and ckpt.is_file() and not fresh:
         done = json.loads(record.read_text())
+        if done.get("bundle", BUNDLE_NAME) != bundle:  # records before 0.8.2 are of the U-Net bundle
+            raise RuntimeError(
+                f"{ckpt} is a model of the {done.get('bundle', BUNDLE_NAME)} bundle, not of {bundle}: train {bundle} "
+                "into another folder, or pass --fresh to replace it"
+            )
         before = _recorded(done)
         if before not in (None, configs, absolute_configs(configs)):
             try:  # advise reusing it only when its configs are still the ones it was trained with
-                same = _configs_digest(config_files("train", before)) == done.get("config_sha256")
+                same = _configs_digest(config_files("train", before, bundle)) == done.get("config_sha256")
             except FileNotFoundError:
                 same = False
             reuse = f"pass --config {before} to reuse it, or " if same else ""
@@ -127,6 +135,12 @@ def train_bounded(
         lines = metrics[-1].read_text().splitlines()
         epochs = len({line.split(",")[0] for line in lines[1:]})
     summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
-    done = {"summary": summary, "configs": absolute_configs(configs), "minutes": minutes, "config_sha256": digest}
+    done = {
+        "summary": summary,
+        "bundle": bundle,
+        "configs": absolute_configs(configs),
+        "minutes": minutes,
+        "config_sha256": digest,
+    }
     write_text_atomic(record, json.dumps(done, indent=2))
     return ckpt

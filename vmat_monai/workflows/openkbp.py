@@ -40,6 +40,8 @@ class OpenKBPOptions:
         cache_dir: folder of a disk cache shared between runs (bundle ``cache: memory+disk``);
             None: the memory cache only.
         seed: the training's random seed (bundle ``seed``).
+        bundle: the model family's bundle, ``vmat_dose_unet`` or ``vmat_dose_diffusion`` (its
+            ``configs`` of the same names; predictions sample with its configs' DDIM settings).
     """
 
     data_root: Path
@@ -51,6 +53,7 @@ class OpenKBPOptions:
     name: str = ""
     cache_dir: Path | None = None
     seed: int = 0
+    bundle: str = "vmat_dose_unet"
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,10 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     from vmat_monai.data.convert_tree import convert_tree
     from vmat_monai.data.datasets import load_datalist
     from vmat_monai.engine.bounded_training import train_bounded
-    from vmat_monai.engine.bundle import config_entries, predictor_from_bundle
+    from vmat_monai.engine.bundle import FAMILY_BUNDLE, config_entries, predictor_from_bundle
 
+    if opts.bundle not in FAMILY_BUNDLE.values():
+        raise ValueError(f"bundle {opts.bundle!r} unknown: use one of {', '.join(FAMILY_BUNDLE.values())}")
     src, work = Path(opts.data_root), Path(opts.workdir)
     if not src.is_dir():
         raise FileNotFoundError(f"{src} not found: pass the OpenKBP provided-data folder (the one holding train-pats/)")
@@ -122,16 +127,17 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     extra = ["--seed", str(opts.seed)]
     if opts.cache_dir is not None:
         extra += ["--cache", "memory+disk", "--cache_dir", str(opts.cache_dir)]
-    report(f"OpenKBP: training ({configs}, seed {opts.seed}) for {opts.minutes:g} min in {work / f'model{tag}'}")
-    ckpt = train_bounded(datalist, work / f"model{tag}", opts.minutes, configs, extra=extra)
-    predictor = predictor_from_bundle(ckpt, configs, openkbp_submission=True)
+    model_dir = work / f"model{tag}"
+    report(f"OpenKBP: training {opts.bundle} ({configs}, seed {opts.seed}) for {opts.minutes:g} min in {model_dir}")
+    ckpt = train_bounded(datalist, model_dir, opts.minutes, configs, extra=extra, bundle=opts.bundle)
+    predictor = predictor_from_bundle(ckpt, configs, bundle=opts.bundle, openkbp_submission=True)
     items = load_datalist(datalist, "test")
     pred_dir = work / f"predictions{tag}"
     t0 = time.perf_counter()
     predictor.predict_items(items, pred_dir)
     predict_s = (time.perf_counter() - t0) / max(len(items), 1)
     mean_dose_score, pooled_dvh_score = openkbp_scores(pred_dir, items)
-    record = json.loads((work / f"model{tag}" / "training.json").read_text())
+    record = json.loads((model_dir / "training.json").read_text())
     result = OpenKBPResult(
         dose_score=mean_dose_score,
         dvh_score=pooled_dvh_score,

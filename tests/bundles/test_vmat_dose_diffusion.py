@@ -43,20 +43,22 @@ def _run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 
 def test_both_denoisers_build_from_the_configs():
     """The default denoiser (ConditionedUNet with a timestep embedding) and MONAI's DiffusionModelUNet
-    (configs/monai_unet.json) both take the noisy dose, the conditions and the constraints."""
+    (configs/monai_unet.json) both take the noisy dose, the conditions and the constraints, also as
+    denoisers of the residual to the beam dose prior (configs/residual.json)."""
     import torch
     from monai.bundle import ConfigParser
 
     from vmat_monai.engine.bundle import config_files
     from vmat_monai.engine.diffusion_sampling import denoise
 
-    for variant in ("cpu", "cpu,monai_unet"):
+    for variant in ("cpu", "cpu,monai_unet", "cpu,residual", "cpu,monai_unet,residual"):
         parser = ConfigParser()
         parser.read_config(config_files("train", variant, "vmat_dose_diffusion"))
         net, inputs = parser.get_parsed_content("network"), parser.get_parsed_content("inputs")
         x = torch.zeros(1, 1 + inputs.in_channels, 32, 32, 32)
         out = denoise(net, x, torch.zeros(1, inputs.n_constraints), torch.tensor([10]))
         assert out.shape == (1, 1, 32, 32, 32), variant
+        assert ("prior_residual" in net.state_dict()) == variant.endswith("residual"), variant
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,14 @@ def test_train_sample_and_evaluate_through_the_bundle(trained_diffusion, bundle_
     np.testing.assert_allclose(samples.std(-1, ddof=1)[inside], std[inside], rtol=1e-3, atol=1e-3)
     assert std[inside].mean() > 0  # samples differ
     record = json.loads((case / "prediction.json").read_text())["diffusion"]
-    assert record == {"samples_per_checkpoint": 3, "ddim_steps": 3, "eta": 0.0, "seed": 0, "dose_range": 1.25}
+    assert record == {
+        "samples_per_checkpoint": 3,
+        "ddim_steps": 3,
+        "eta": 0.0,
+        "seed": 0,
+        "dose_range": 1.25,
+        "target": "dose",
+    }
     # the same seed reproduces the same prediction
     again = tmp_path / "again"
     _run("-m", "monai.bundle", "run", *args, *window, "--output_dir", str(again), "--samples", "3")
@@ -150,6 +159,55 @@ def test_a_checkpoint_of_the_other_family_is_refused_with_the_bundle_named(train
     assert proc.returncode == 2 and "at most 1000" in proc.stderr, proc.stderr[-2000:]
     proc = _run(*cli, "--out", str(tmp_path / "y"), "--config", "cpu", "--bundle", "vmat_dose_unet", ok=False)
     assert proc.returncode == 2 and "vmat_dose_diffusion" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_residual_denoiser_predicts_around_the_prior(bundle_data, tmp_path):
+    """configs/residual.json through `vmat-monai predict`: a denoiser whose output is 0 (residual 0)
+    predicts the beam dose prior itself, where the dose denoiser would predict a uniform 62.5 % of
+    the prescription; its models/model.pt needs `residual` in --config, and the error says so."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files, save_model_weights
+
+    paths = {}
+    for variant in ("cpu", "cpu,residual"):
+        parser = ConfigParser()
+        parser.read_config(config_files("inference", variant, "vmat_dose_diffusion"))
+        net = parser.get_parsed_content("network")
+        with torch.no_grad():
+            for p in net.parameters():
+                p.zero_()
+        paths[variant] = save_model_weights(None, net, tmp_path / variant.replace(",", "-") / "model.pt")
+    window = ["--ddim-steps", "2", "--source", str(bundle_data), "--split", "validation"]
+    doses = {}
+    for variant, ckpt in paths.items():
+        out = tmp_path / f"pred-{variant.replace(',', '-')}"
+        _run("-m", "vmat_monai.cli", "predict", "--ckpt", str(ckpt), "--config", variant, "--out", str(out), *window)
+        case = next(p for p in out.iterdir() if (p / "dose_pred.nii.gz").exists())
+        doses[variant] = np.asarray(nib.load(str(case / "dose_pred.nii.gz")).dataobj)
+        record = json.loads((case / "prediction.json").read_text())
+        rx = record["prescription_gy"]
+    target = json.loads((case / "prediction.json").read_text())["diffusion"]["target"]
+    assert target == "prior_residual"
+    body = doses["cpu"] > 0
+    np.testing.assert_allclose(doses["cpu"][body], 0.625 * rx, rtol=1e-3)  # uniform: the dose target's middle
+    prior = doses["cpu,residual"][body]
+    assert prior.std() > 0.1 * rx and 0.8 * rx < prior.max() < 1.3 * rx  # the beams' dose, peaking at the target
+    proc = _run(
+        "-m",
+        "vmat_monai.cli",
+        "predict",
+        "--ckpt",
+        str(paths["cpu,residual"]),
+        "--config",
+        "cpu",
+        "--out",
+        str(tmp_path / "x"),
+        *window,
+        ok=False,
+    )
+    assert proc.returncode == 2 and "add `residual` to --config" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_ddp_with_two_cpu_processes(bundle_data, tmp_path):

@@ -9,6 +9,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from vmat_monai.engine.denoiser import PriorResidualDenoiser
 from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler, DoseScale, denoise
 from vmat_monai.networks import ConditionedUNet
@@ -23,15 +24,20 @@ class Oracle(nn.Module):
 
     n_time = 2
 
-    def __init__(self, scheduler: DDIMScheduler, scale: DoseScale) -> None:
+    def __init__(self, scheduler: DDIMScheduler, scale: DoseScale | None) -> None:
         super().__init__()
         self.ab = scheduler.alphas_cumprod
         self.kind = scheduler.prediction_type
-        self.scale = scale
+        self.use(scale)
+
+    def use(self, target: object) -> None:
+        """Compute the clean value with ``target`` (a DoseScale, or the PriorResidualDenoiser that wraps
+        this oracle: kept outside the module tree, which must not contain itself)."""
+        object.__setattr__(self, "scale", target)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         ab = self.ab[t.long()].view(-1, 1, 1, 1, 1).to(x.dtype)
-        x_t, x0 = x[:, :1], self.scale.to_unit(x[:, 1:2])
+        x_t, x0 = x[:, :1], self.scale.to_unit(x[:, 1:2], x[:, 1:])
         eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
         return {"epsilon": eps, "sample": x0, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.kind]
 
@@ -96,6 +102,102 @@ def test_dose_scale_maps_the_range_to_plus_minus_one():
     torch.testing.assert_close(scale.to_unit(rel), torch.tensor([-1.0, 0.0, 1.0]))
     torch.testing.assert_close(scale.from_unit(scale.to_unit(rel)), rel)
     assert scale.from_unit(torch.tensor([-1.5])).item() == 0.0  # never negative
+
+
+class Zero(nn.Module):
+    """A denoiser that predicts a clean value of 0 everywhere (prediction type ``sample``)."""
+
+    n_time = 2
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x[:, :1])
+
+
+def _prior() -> torch.Tensor:
+    """A beam dose prior unlike the dose but within the residual's range (±0.625) of it: 0.6 × the
+    dose plus a ramp along the first axis (0 .. 0.2)."""
+    return 0.6 * _dose() + torch.linspace(0.0, 0.2, 20).view(1, 1, 20, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample"])
+def test_the_residual_to_the_prior_is_diffused_and_added_back(kind):
+    """Known answers: a perfect denoiser of the residual ends on the clean dose; a denoiser that
+    predicts a residual of 0 ends exactly on the prior (the dose target would end on 0.625 × Rx)."""
+    scheduler = DDIMScheduler(T, schedule="cosine", prediction_type=kind, clip_sample=True)
+    sampler = DiffusionSampler(scheduler, steps=8, samples=1, seed=3)
+    dose, prior = _dose(), _prior()
+    cond = torch.cat([dose, prior], dim=1)  # the prior is the last conditioning channel
+    oracle = Oracle(scheduler, None)
+    wrapped = PriorResidualDenoiser(oracle, prior_channels=1)
+    oracle.use(wrapped)
+    window = SlidingWindowInferer(roi_size=(8, 8, 8), overlap=0.5, mode="gaussian")
+    torch.testing.assert_close(sampler.sample(wrapped, cond, torch.zeros(1, 13), window), dose, atol=2e-4, rtol=0)
+    sampler = DiffusionSampler(DDIMScheduler(T, schedule="cosine", prediction_type="sample"), steps=4)
+    at_prior = sampler.sample(PriorResidualDenoiser(Zero()), cond, torch.zeros(1, 13), window)
+    torch.testing.assert_close(at_prior, prior, atol=1e-6, rtol=0)
+    at_middle = sampler.sample(Zero(), cond, torch.zeros(1, 13), window)
+    torch.testing.assert_close(at_middle, torch.full_like(dose, 0.625), atol=1e-6, rtol=0)
+
+
+def test_the_residual_target_maps_the_same_gy_per_unit_as_the_dose():
+    wrapped = PriorResidualDenoiser(Zero(), prior_channels=2, dose_range=1.25)
+    cond = torch.cat([torch.rand(1, 3, 4, 4, 4), torch.full((1, 2, 4, 4, 4), 0.4)], dim=1)  # prior 0.8
+    rel = torch.full((1, 1, 4, 4, 4), 1.1)
+    torch.testing.assert_close(wrapped.to_unit(rel, cond), torch.full_like(rel, 0.3 * 2 / 1.25))
+    torch.testing.assert_close(wrapped.from_unit(wrapped.to_unit(rel, cond), cond), rel)
+    assert float(wrapped.from_unit(torch.full_like(rel, -1.0), torch.zeros(1, 2, 4, 4, 4)).min()) == 0.0
+    dose_step = DoseScale(1.25).to_unit(rel) - DoseScale(1.25).to_unit(rel - 0.1)
+    torch.testing.assert_close(wrapped.to_unit(rel, cond) - wrapped.to_unit(rel - 0.1, cond), dose_step)
+
+
+def test_training_on_the_residual_has_zero_loss_for_its_oracle():
+    """The module trains the wrapped denoiser on the residual: the residual's oracle has zero loss,
+    the dose's oracle (same network, unwrapped) does not."""
+    torch.manual_seed(0)
+    scheduler = DDPMScheduler(T, schedule="cosine", prediction_type="sample")
+    sampler = DiffusionSampler(DDIMScheduler(T, schedule="cosine", prediction_type="sample"), steps=4)
+    batch = {"input": torch.cat([_dose(), _prior()], dim=1), "dose": _dose(), "constraints": torch.rand(1, 3)}
+    oracle = Oracle(scheduler, None)
+    wrapped = PriorResidualDenoiser(oracle, prior_channels=1)
+    oracle.use(wrapped)
+    module = DiffusionDoseModule(wrapped, scheduler, sampler, roi_size=(8, 8, 8), val_steps=4)
+    assert float(module.training_step(batch, 0)) < 1e-10
+    oracle.use(sampler.scale)
+    assert (
+        float(DiffusionDoseModule(oracle, scheduler, sampler, roi_size=(8, 8, 8), val_steps=4).training_step(batch, 0))
+        < 1e-10
+    )
+    assert float(module.training_step(batch, 0)) > 1e-3  # the wrapped module's target is the residual
+
+
+def test_the_residual_denoiser_refuses_what_it_cannot_wrap():
+    with pytest.raises(ValueError, match="prior_channels >= 1"):
+        PriorResidualDenoiser(Zero(), prior_channels=0)
+    plain = ConditionedUNet(3, in_channels=2, channels=(8, 16), n_condition=3, groups=4)
+    with pytest.raises(ValueError, match="wraps a diffusion denoiser"):
+        PriorResidualDenoiser(plain)
+    with pytest.raises(ValueError, match="wraps a diffusion denoiser"):
+        PriorResidualDenoiser(PriorResidualDenoiser(Zero()))
+
+
+def test_a_residual_checkpoint_names_the_config_it_needs(tmp_path):
+    """A denoiser of the residual does not load into a denoiser of the dose (or the reverse), from a
+    Lightning checkpoint or models/model.pt; the error names `residual`. Both are diffusion models."""
+    from vmat_monai.engine.predict import checkpoint_family_of, load_network_weights
+
+    wrapped = PriorResidualDenoiser(_tiny_denoiser())
+    torch.save({"state_dict": {f"network.{k}": v for k, v in wrapped.state_dict().items()}}, tmp_path / "r.ckpt")
+    torch.save(wrapped.state_dict(), tmp_path / "model.pt")
+    torch.save(
+        {"state_dict": {f"network.{k}": v for k, v in _tiny_denoiser().state_dict().items()}}, tmp_path / "d.ckpt"
+    )
+    for path in (tmp_path / "r.ckpt", tmp_path / "model.pt"):
+        assert checkpoint_family_of(path) == "diffusion"
+        load_network_weights(PriorResidualDenoiser(_tiny_denoiser()), path)
+        with pytest.raises(RuntimeError, match=r"residual to the beam dose prior: add `residual` to --config"):
+            load_network_weights(_tiny_denoiser(), path)
+    with pytest.raises(RuntimeError, match=r"denoiser of the dose itself.*drop `residual`"):
+        load_network_weights(PriorResidualDenoiser(_tiny_denoiser()), tmp_path / "d.ckpt")
 
 
 def _tiny_denoiser(spatial_dims: int = 3) -> ConditionedUNet:

@@ -104,6 +104,27 @@ def test_checkpoint_of_the_other_network_variant_names_the_config_to_use(tmp_pat
         load_network_weights(residual, tmp_path / "plain.ckpt")
 
 
+def test_model_pt_of_a_wrapped_network_loads(tmp_path):
+    """models/model.pt holds the network's own state dict: a PriorResidual's (network.*, gate) loads
+    as it is, and is not mistaken for a Lightning checkpoint's `network.` prefix."""
+    from vmat_monai.engine.bundle import save_model_weights
+    from vmat_monai.engine.predict import load_network_weights
+    from vmat_monai.networks import PriorResidual
+
+    torch.manual_seed(0)
+    trained = PriorResidual(ConditionedUNet(3, 10, 1, channels=(8, 16), out_activation=None))
+    with torch.no_grad():
+        trained.gate.fill_(0.5)
+    save_model_weights(None, trained, tmp_path / "model.pt")
+    other = PriorResidual(ConditionedUNet(3, 10, 1, channels=(8, 16), out_activation=None))
+    load_network_weights(other, tmp_path / "model.pt")
+    assert float(other.gate) == 0.5
+    pairs = zip(trained.state_dict().values(), other.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(RuntimeError, match=r"holds a PriorResidual network.*add `residual` to --config"):
+        load_network_weights(ConditionedUNet(3, 10, 1, channels=(8, 16)), tmp_path / "model.pt")
+
+
 class _LeftOrganAndGoal(torch.nn.Module):
     """Stub network: the left parotid's distance channel plus the left parotid's goal (OpenKBP layout)."""
 

@@ -1,7 +1,8 @@
 """The Lightning module of the conditional dose diffusion model (bundle ``vmat_dose_diffusion``).
 
 Training (MONAI's generative components): the relative dose of a patch is scaled to [-1, 1]
-(:class:`~vmat_monai.engine.diffusion_sampling.DoseScale`), noised at a random timestep by a
+(:class:`~vmat_monai.engine.denoiser.DoseScale`; or its residual to the beam dose prior with a
+:class:`~vmat_monai.engine.denoiser.PriorResidualDenoiser`), noised at a random timestep by a
 ``DDPMScheduler`` and denoised by the network given the noisy dose concatenated with the patch's
 conditioning channels (``DiffusionInferer``, mode ``concat``) and the constraint vector; the loss
 is the mean squared error against the scheduler's prediction target (``epsilon``: the noise,
@@ -21,7 +22,8 @@ from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import DDPMScheduler, Scheduler
 from torch import nn
 
-from vmat_monai.engine.diffusion_sampling import DiffusionSampler, denoise, is_denoiser
+from vmat_monai.engine.denoiser import denoise, diffusion_target, is_denoiser
+from vmat_monai.engine.diffusion_sampling import DiffusionSampler
 from vmat_monai.engine.module import DosePredictionModule, _float32, _plain, dose_metrics
 
 __all__ = ["DiffusionDoseModule"]
@@ -111,7 +113,7 @@ class DiffusionDoseModule(DosePredictionModule):
         cond = _plain(batch["input"])
         rel = _plain(batch["dose"]).to(cond.dtype)
         c = torch.as_tensor(batch["constraints"], device=cond.device).to(cond.dtype).view(cond.shape[0], -1)
-        clean = self.sampler.scale.to_unit(rel)
+        clean = diffusion_target(self.network, self.sampler.scale).to_unit(rel, cond)
         noise = torch.randn_like(clean)
         steps = torch.randint(0, self.scheduler.num_train_timesteps, (clean.shape[0],), device=clean.device)
         pred = self.inferer_train(clean, self._denoiser(c), noise, steps, condition=cond, mode="concat")

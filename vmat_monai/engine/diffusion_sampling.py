@@ -1,9 +1,8 @@
-"""Conditional dose diffusion at inference: dose scaled to [-1, 1], one denoiser call, and full-volume
-DDIM sampling with MONAI's scheduler and sliding-window inferer.
+"""Conditional dose diffusion at inference: full-volume DDIM sampling with MONAI's scheduler and
+sliding-window inferer.
 
-The diffused quantity is the relative dose (dose / prescription) mapped linearly to [-1, 1]:
-``u = 2 · rel / dose_range − 1`` (``dose_range`` = 1.25: 125 % of the prescription maps to +1; the
-scheduler's ``clip_sample`` keeps predicted clean doses within [-1, 1], i.e. 0–125 %).
+The diffused quantity (the relative dose, or its residual to the beam dose prior) and the
+denoiser call are in :mod:`vmat_monai.engine.denoiser`.
 
 Every DDIM step runs the denoiser over the whole volume with one sliding window over the noisy
 dose and its conditions together (the noise is drawn once for the whole volume), so a sample is
@@ -23,45 +22,9 @@ import torch
 from monai.networks.schedulers import DDIMScheduler, Scheduler
 from torch import nn
 
+from vmat_monai.engine.denoiser import DoseScale, denoise, diffusion_target, is_denoiser
+
 __all__ = ["DiffusionSampler", "DoseScale", "denoise", "is_denoiser"]
-
-
-class DoseScale:
-    """Relative dose (dose / Rx) <-> the diffusion model's [-1, 1] range."""
-
-    def __init__(self, dose_range: float = 1.25) -> None:
-        if not dose_range > 0:
-            raise ValueError(f"dose_range must be > 0 (relative dose mapped to +1), got {dose_range}")
-        self.dose_range = float(dose_range)
-
-    def to_unit(self, rel: torch.Tensor) -> torch.Tensor:
-        """Relative dose -> [-1, 1] (values above ``dose_range`` map above 1)."""
-        return rel * (2.0 / self.dose_range) - 1.0
-
-    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] -> relative dose, never negative."""
-        return ((u + 1.0) * (self.dose_range / 2.0)).clamp_min(0.0)
-
-
-def is_denoiser(network: nn.Module) -> bool:
-    """True for a diffusion denoiser: a ConditionedUNet with a timestep embedding (``n_time > 0``)
-    or a MONAI ``DiffusionModelUNet``."""
-    from monai.networks.nets import DiffusionModelUNet
-
-    return bool(getattr(network, "n_time", 0)) or isinstance(network, DiffusionModelUNet)
-
-
-def denoise(network: nn.Module, x: torch.Tensor, constraints: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """One denoiser call on ``x`` = (noisy dose, conditioning channels), (B, 1 + C, *spatial), with
-    the (B, K) constraints at the (B,) timesteps. A ConditionedUNet denoiser gets the constraints
-    and the timestep through FiLM; a ``DiffusionModelUNet`` gets the constraints as K constant
-    channels appended to ``x`` (its ``in_channels`` = 1 + C + K) and the timesteps as its own."""
-    t = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])
-    c = constraints.to(x.dtype).reshape(x.shape[0], -1)
-    if getattr(network, "n_time", 0):
-        return network(x, c, t)
-    channels = c.view(*c.shape, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
-    return network(torch.cat([x, channels], dim=1), timesteps=t)
 
 
 class DiffusionSampler:
@@ -74,7 +37,8 @@ class DiffusionSampler:
         eta: DDIM stochasticity (0: deterministic given the starting noise; 1: DDPM-like).
         samples: samples per case (their mean is the prediction, their sd the uncertainty).
         seed: seed of sample 0 (sample s uses ``seed + s``).
-        dose_range: relative dose mapped to +1 (:class:`DoseScale`), as in training.
+        dose_range: relative dose mapped to +1 (:class:`~vmat_monai.engine.denoiser.DoseScale`), as in
+            training; a :class:`~vmat_monai.engine.denoiser.PriorResidualDenoiser` brings its own.
     """
 
     def __init__(
@@ -141,6 +105,7 @@ class DiffusionSampler:
         if condition.shape[0] != 1:
             raise ValueError(f"sample one case at a time, got a batch of {condition.shape[0]}")
         shape = (1, 1, *condition.shape[2:])
+        target = diffusion_target(network, self.scale)
         out = []
         for s in range(n):
             generator = torch.Generator(device=condition.device).manual_seed(self.seed + s)
@@ -155,5 +120,5 @@ class DiffusionSampler:
 
                 model_out = inferer(torch.cat([x, condition], dim=1), fn)
                 x, _ = scheduler.step(model_out.to(x.dtype), int(t), x, eta=self.eta, generator=generator)
-            out.append(self.scale.from_unit(x.clamp(-1.0, 1.0)))
+            out.append(target.from_unit(x.clamp(-1.0, 1.0), condition))
         return torch.cat(out, dim=0)

@@ -35,8 +35,9 @@ from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
 from vmat_monai.engine.bundle import FAMILY_BUNDLE
+from vmat_monai.engine.denoiser import diffusion_target, is_denoiser
 from vmat_monai.engine.diffusion_module import DiffusionDoseModule
-from vmat_monai.engine.diffusion_sampling import DiffusionSampler, is_denoiser
+from vmat_monai.engine.diffusion_sampling import DiffusionSampler
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
 from vmat_monai.errors import SourceInputError
@@ -66,7 +67,8 @@ CaseError = Callable[[str, str], None]  # (case, message) of a case that could n
 def checkpoint_family(state: Mapping[str, Any]) -> str:
     """``"diffusion"`` for the state dict of a diffusion denoiser (a ConditionedUNet with a timestep
     embedding, a MONAI DiffusionModelUNet), else ``"unet"`` (the regression network)."""
-    return "diffusion" if any(k.endswith("diffusion_n_time") or k.startswith("time_embed.") for k in state) else "unet"
+    keys = [k.removeprefix("network.") for k in state]  # a PriorResidualDenoiser's denoiser is under network.
+    return "diffusion" if any(k.endswith("diffusion_n_time") or k.startswith("time_embed.") for k in keys) else "unet"
 
 
 def checkpoint_family_of(ckpt_path: str | Path) -> str:
@@ -85,8 +87,10 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found: train first or pass --ckpt_path")
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt)
-    net_state = {k[len("network.") :]: v for k, v in state.items() if k.startswith("network.")} or state
+    if "state_dict" in ckpt:  # a Lightning checkpoint: the network is the module's `network` attribute
+        net_state = {k[len("network.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
+    else:  # the network's own state dict (models/model.pt), wrapper keys (network.*, gate) included
+        net_state = ckpt
     family, wanted = checkpoint_family(net_state), ("diffusion" if is_denoiser(network) else "unet")
     if family != wanted:
         raise RuntimeError(
@@ -99,7 +103,16 @@ def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module
     except RuntimeError as err:
         residual_ckpt, residual_net = "gate" in net_state, "gate" in network.state_dict()
         hint = ""
-        if residual_ckpt != residual_net:
+        diffused_ckpt, diffused_net = "prior_residual" in net_state, "prior_residual" in network.state_dict()
+        if diffused_ckpt != diffused_net:
+            hint = (
+                "It holds a denoiser of the residual to the beam dose prior: add `residual` to --config (bundle: "
+                "stack configs/residual.json). "
+                if diffused_ckpt
+                else "It holds a denoiser of the dose itself, not of the residual to the prior: drop `residual` "
+                "from --config. "
+            )
+        elif residual_ckpt != residual_net:
             hint = (
                 "It holds a PriorResidual network (correction to the beam dose prior): add `residual` to --config "
                 "(bundle: stack configs/residual.json). "
@@ -324,6 +337,7 @@ class DosePredictor:
                 "eta": self.sampler.eta,
                 "seed": self.sampler.seed,
                 "dose_range": self.sampler.scale.dose_range,
+                "target": diffusion_target(self.module.network, self.sampler.scale).name,
             }
         write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
         if self.openkbp_submission:

@@ -183,7 +183,7 @@ def test_the_residual_denoiser_refuses_what_it_cannot_wrap():
 def test_a_residual_checkpoint_names_the_config_it_needs(tmp_path):
     """A denoiser of the residual does not load into a denoiser of the dose (or the reverse), from a
     Lightning checkpoint or models/model.pt; the error names `residual`. Both are diffusion models."""
-    from vmat_monai.engine.predict import checkpoint_family_of, load_network_weights
+    from vmat_monai.engine.checkpoint_weights import checkpoint_family_of, load_network_weights
 
     wrapped = PriorResidualDenoiser(_tiny_denoiser())
     torch.save({"state_dict": {f"network.{k}": v for k, v in wrapped.state_dict().items()}}, tmp_path / "r.ckpt")

@@ -76,7 +76,7 @@ def test_time_cosine_warms_up_then_anneals_over_the_budget():
 
 def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
     """A checkpoint trained with the beam dose prior (10 inputs) does not load into a 9-input network."""
-    from vmat_monai.engine.predict import load_network_weights
+    from vmat_monai.engine.checkpoint_weights import load_network_weights
 
     trained = ConditionedUNet(3, 10, 1, channels=(8, 16))
     torch.save({"state_dict": {f"network.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "m.ckpt")
@@ -91,7 +91,7 @@ def test_checkpoint_of_another_input_layout_fails_with_advice(tmp_path):
 
 
 def test_checkpoint_of_the_other_network_variant_names_the_config_to_use(tmp_path):
-    from vmat_monai.engine.predict import load_network_weights
+    from vmat_monai.engine.checkpoint_weights import load_network_weights
     from vmat_monai.networks import PriorResidual
 
     plain = ConditionedUNet(3, 10, 1, channels=(8, 16))
@@ -108,7 +108,7 @@ def test_model_pt_of_a_wrapped_network_loads(tmp_path):
     """models/model.pt holds the network's own state dict: a PriorResidual's (network.*, gate) loads
     as it is, and is not mistaken for a Lightning checkpoint's `network.` prefix."""
     from vmat_monai.engine.bundle import save_model_weights
-    from vmat_monai.engine.predict import load_network_weights
+    from vmat_monai.engine.checkpoint_weights import load_network_weights
     from vmat_monai.networks import PriorResidual
 
     torch.manual_seed(0)
@@ -177,8 +177,9 @@ class _Offset(torch.nn.Module):
 
 def test_ensemble_of_checkpoints_gives_mean_and_spread(tmp_path):
     """Known answer: members predicting 0.5, 0.7 and 1.2 give the mean 0.8 and sd (ddof 1) 0.3606."""
+    from vmat_monai.engine.checkpoint_weights import checkpoint_list
     from vmat_monai.engine.inputs import model_inputs
-    from vmat_monai.engine.predict import DosePredictor, checkpoint_list
+    from vmat_monai.engine.predict import DosePredictor
 
     paths = []
     for i, level in enumerate((0.5, 0.7, 1.2)):

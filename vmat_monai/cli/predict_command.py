@@ -67,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
     from vmat_monai.engine.bounded_training import recorded_configs
     from vmat_monai.engine.bundle import bundle_for_checkpoint, predictor_from_bundle, sampling_overrides
-    from vmat_monai.engine.predict import checkpoint_list
+    from vmat_monai.engine.checkpoint_weights import checkpoint_list
 
     config: dict[str, Any] = {"prior_channels": 0} if args.no_dose_prior else {}
     try:

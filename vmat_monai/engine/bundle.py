@@ -78,7 +78,7 @@ def config_files(base: str, configs: str | None, bundle: str = BUNDLE_NAME) -> l
 
 def bundle_for_checkpoint(ckpt_path: str | Path) -> str:
     """The bundle of the model family a checkpoint holds (the first one of a comma-separated list)."""
-    from vmat_monai.engine.predict import checkpoint_family_of, checkpoint_list
+    from vmat_monai.engine.checkpoint_weights import checkpoint_family_of, checkpoint_list
 
     return FAMILY_BUNDLE[checkpoint_family_of(checkpoint_list(ckpt_path)[0])]
 

@@ -34,7 +34,7 @@ from vmat_monai.atomic import atomic_file, write_text_atomic
 from vmat_monai.constraints import override_vector, spec
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.data.datasets import load_datalist
-from vmat_monai.engine.bundle import FAMILY_BUNDLE
+from vmat_monai.engine.checkpoint_weights import checkpoint_list, load_network_weights
 from vmat_monai.engine.denoiser import diffusion_target, is_denoiser
 from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler
@@ -51,10 +51,6 @@ __all__ = [
     "SAMPLES_NAME",
     "STD_NAME",
     "DosePredictor",
-    "checkpoint_family",
-    "checkpoint_family_of",
-    "checkpoint_list",
-    "load_network_weights",
 ]
 
 PRED_NAME = "dose_pred.nii.gz"
@@ -62,81 +58,6 @@ STD_NAME = "dose_std.nii.gz"
 SAMPLES_NAME = "dose_samples.nii.gz"
 RTDOSE_NAME = "RD.pred.dcm"
 CaseError = Callable[[str, str], None]  # (case, message) of a case that could not be predicted
-
-
-def checkpoint_family(state: Mapping[str, Any]) -> str:
-    """``"diffusion"`` for the state dict of a diffusion denoiser (a ConditionedUNet with a timestep
-    embedding, a MONAI DiffusionModelUNet), else ``"unet"`` (the regression network)."""
-    keys = [k.removeprefix("network.") for k in state]  # a PriorResidualDenoiser's denoiser is under network.
-    return "diffusion" if any(k.endswith("diffusion_n_time") or k.startswith("time_embed.") for k in keys) else "unet"
-
-
-def checkpoint_family_of(ckpt_path: str | Path) -> str:
-    """:func:`checkpoint_family` of a checkpoint file (Lightning checkpoint or ``models/model.pt``)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found: train first or pass --ckpt")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    state = ckpt.get("state_dict", ckpt)
-    return checkpoint_family({k[len("network.") :] if k.startswith("network.") else k: None for k in state})
-
-
-def load_network_weights(network: nn.Module, ckpt_path: str | Path) -> nn.Module:
-    """Load a Lightning checkpoint (or a plain state dict) into ``network`` (``weights_only`` loading)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found: train first or pass --ckpt_path")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    if "state_dict" in ckpt:  # a Lightning checkpoint: the network is the module's `network` attribute
-        net_state = {k[len("network.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
-    else:  # the network's own state dict (models/model.pt), wrapper keys (network.*, gate) included
-        net_state = ckpt
-    family, wanted = checkpoint_family(net_state), ("diffusion" if is_denoiser(network) else "unet")
-    if family != wanted:
-        raise RuntimeError(
-            f"checkpoint {path} holds a {family} model ({FAMILY_BUNDLE[family]} bundle), but this predictor builds "
-            f"the {wanted} model: predict with the {FAMILY_BUNDLE[family]} bundle's inference.json, or with "
-            f"`vmat-monai predict --bundle {FAMILY_BUNDLE[family]}`"
-        )
-    try:
-        network.load_state_dict(net_state)
-    except RuntimeError as err:
-        residual_ckpt, residual_net = "gate" in net_state, "gate" in network.state_dict()
-        hint = ""
-        diffused_ckpt, diffused_net = "prior_residual" in net_state, "prior_residual" in network.state_dict()
-        if diffused_ckpt != diffused_net:
-            hint = (
-                "It holds a denoiser of the residual to the beam dose prior: add `residual` to --config (bundle: "
-                "stack configs/residual.json). "
-                if diffused_ckpt
-                else "It holds a denoiser of the dose itself, not of the residual to the prior: drop `residual` "
-                "from --config. "
-            )
-        elif residual_ckpt != residual_net:
-            hint = (
-                "It holds a PriorResidual network (correction to the beam dose prior): add `residual` to --config "
-                "(bundle: stack configs/residual.json). "
-                if residual_ckpt
-                else "It holds a plain network, not a PriorResidual one: drop `residual` from --config. "
-            )
-        raise RuntimeError(
-            f"checkpoint {path} does not fit the network: {str(err).splitlines()[0]} ... {hint}Use the "
-            "configuration it was trained with (network variant and channels, structure set, and `prior_channels`: "
-            "a network trained with the beam dose prior has 1 or 3 input channels more; for a checkpoint trained "
-            "without it pass `--prior_channels 0` to the bundle or `--no-dose-prior` to `vmat-monai predict`)"
-        ) from err
-    return network
-
-
-def checkpoint_list(ckpt_path: str | Path | Sequence[str | Path]) -> list[Path]:
-    """One checkpoint, a comma-separated string of them, or a sequence: a list of paths (at least one)."""
-    if isinstance(ckpt_path, (str, Path)):
-        parts = [p.strip() for p in str(ckpt_path).split(",") if p.strip()]
-    else:
-        parts = [str(p) for p in ckpt_path]
-    if not parts:
-        raise ValueError("no checkpoint given: pass one path, or several separated by commas for an ensemble")
-    return [Path(p) for p in parts]
 
 
 class DosePredictor:

@@ -61,6 +61,41 @@ def test_both_denoisers_build_from_the_configs():
         assert ("prior_residual" in net.state_dict()) == variant.endswith("residual"), variant
 
 
+def test_the_dose_losses_config_gives_the_module_the_unet_loss():
+    """configs/dose_losses.json gives the diffusion module the U-Net's dose loss (its terms on the
+    bundle's target and organ channels) with weight `dose_loss_weight`; without it there is none;
+    prediction takes the same config list."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files
+    from vmat_monai.losses import CombinedDoseLoss
+
+    parser = ConfigParser()
+    parser.read_config(config_files("train", "cpu,residual,dose_losses", "vmat_dose_diffusion"))
+    parser["dose_loss_weight"] = 0.5
+    module, inputs = parser.get_parsed_content("module"), parser.get_parsed_content("inputs")
+    assert isinstance(module.loss, CombinedDoseLoss) and module.hparams.loss_weight == 0.5
+    assert set(module.loss.weights) == {"mae", "gradient", "asymmetric_ptv", "dvh"}
+    n = 16
+    batch = {
+        "input": torch.rand(1, inputs.in_channels, n, n, n),
+        "dose": torch.rand(1, 1, n, n, n),
+        "constraints": torch.rand(1, inputs.n_constraints),
+        "masks": (torch.rand(1, inputs.n_structures, n, n, n) > 0.7).float(),
+        "body": torch.ones(1, 1, n, n, n),
+        "prescription_gy": torch.tensor([70.0]),
+    }
+    assert torch.isfinite(module.training_step(batch, 0))
+    assert set(module.loss.last_terms) == {"mae", "gradient", "asymmetric_ptv", "dvh"}
+    plain = ConfigParser()
+    plain.read_config(config_files("train", "cpu", "vmat_dose_diffusion"))
+    assert plain.get_parsed_content("module").loss is None
+    infer = ConfigParser()
+    infer.read_config(config_files("inference", "cpu,residual,dose_losses", "vmat_dose_diffusion"))
+    assert "prior_residual" in infer.get_parsed_content("network").state_dict()
+
+
 @pytest.fixture(scope="module")
 def trained_diffusion(bundle_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("diffusion") / "run"

@@ -255,3 +255,84 @@ def test_a_sampler_alone_gives_the_module_its_schedule_and_prediction_type():
     torch.testing.assert_close(module.scheduler.alphas_cumprod, sampling.alphas_cumprod)
     with pytest.raises(ValueError, match="must match the training one"):
         DiffusionDoseModule(_tiny_denoiser(), DDPMScheduler(200, prediction_type="epsilon"), DiffusionSampler(sampling))
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_the_clean_estimate_inverts_the_noising(kind):
+    """Known answer: from an exact denoiser's prediction for the noisy dose, the module's clean
+    estimate is the clean dose, whatever the prediction type and timestep."""
+    scheduler = DDPMScheduler(T, schedule="cosine", prediction_type=kind)
+    sampler = DiffusionSampler(DDIMScheduler(T, schedule="cosine", prediction_type=kind), steps=4)
+    module = DiffusionDoseModule(_tiny_denoiser(), scheduler, sampler, roi_size=(8, 8, 8), val_steps=4)
+    clean = sampler.scale.to_unit(_dose()).expand(3, -1, -1, -1, -1)
+    noise, steps = torch.randn_like(clean), torch.tensor([0, 400, 900])
+    noisy = scheduler.add_noise(clean, noise, steps)
+    exact = Oracle(scheduler, sampler.scale)(torch.cat([noisy, _dose().expand(3, -1, -1, -1, -1)], 1), None, steps)
+    torch.testing.assert_close(module.clean_estimate(exact, noisy, steps), clean, atol=1e-4, rtol=0)
+
+
+def _dose_batch() -> dict[str, torch.Tensor]:
+    dose = _dose()
+    body = torch.ones_like(dose)
+    body[..., :2] = 0
+    return {
+        "input": torch.cat([dose, _prior()], dim=1),
+        "dose": dose,
+        "constraints": torch.rand(1, 3),
+        "masks": (dose > 0.9).float(),
+        "body": body,
+        "prescription_gy": torch.tensor([70.0]),
+    }
+
+
+def test_the_dose_loss_acts_on_the_clean_dose_estimate():
+    """With the U-Net's dose loss, the training loss is the denoising MSE plus the weighted dose loss of
+    the clean-dose estimate: zero for the residual's exact denoiser; for a denoiser that predicts the
+    middle of the range (0.625 × Rx), exactly MSE + weight × mean |0.625 − dose| in the body."""
+    from vmat_monai.losses import CombinedDoseLoss, DoseMAELoss
+
+    torch.manual_seed(0)
+    scheduler = DDPMScheduler(T, schedule="cosine", prediction_type="sample")
+    sampler = DiffusionSampler(DDIMScheduler(T, schedule="cosine", prediction_type="sample"), steps=4)
+    batch = _dose_batch()
+    loss = CombinedDoseLoss({"mae": DoseMAELoss(body_only=True)}, {"mae": 1.0})
+    oracle = Oracle(scheduler, None)
+    wrapped = PriorResidualDenoiser(oracle, prior_channels=1)
+    oracle.use(wrapped)
+    kw = {"roi_size": (8, 8, 8), "val_steps": 4, "loss": loss, "loss_weight": 2.0}
+    assert float(DiffusionDoseModule(wrapped, scheduler, sampler, **kw).training_step(batch, 0)) < 1e-6
+    mse = float((sampler.scale.to_unit(batch["dose"]) ** 2).mean())
+    mae = float((0.625 - batch["dose"]).abs()[batch["body"] > 0].mean())
+    got = float(DiffusionDoseModule(Zero(), scheduler, sampler, **kw).training_step(batch, 0))
+    assert got == pytest.approx(mse + 2.0 * mae, rel=1e-5)
+    without = float(
+        DiffusionDoseModule(Zero(), scheduler, sampler, roi_size=(8, 8, 8), val_steps=4).training_step(batch, 0)
+    )
+    assert without == pytest.approx(mse, rel=1e-5)
+    with pytest.raises(ValueError, match="loss_weight must be >= 0"):
+        DiffusionDoseModule(Zero(), scheduler, sampler, loss=loss, loss_weight=-1.0)
+
+
+def test_the_dose_loss_trains_the_denoiser_through_its_clean_estimate():
+    """The dose loss's gradient reaches the denoiser for every prediction type (through the
+    inversion of the noising for noise and velocity prediction): with the same noise and timestep,
+    the weights' gradient with the loss differs from the gradient of the denoising MSE alone."""
+    from vmat_monai.losses import AsymmetricPTVLoss, CombinedDoseLoss
+
+    batch = {k: v[..., :16, :16, :16] if v.ndim == 5 else v for k, v in _dose_batch().items()}
+    for kind in ("epsilon", "v_prediction", "sample"):
+        scheduler = DDPMScheduler(T, schedule="cosine", prediction_type=kind)
+        sampler = DiffusionSampler(DDIMScheduler(T, schedule="cosine", prediction_type=kind), steps=4)
+        torch.manual_seed(0)
+        net = ConditionedUNet(
+            3, in_channels=3, channels=(8, 16), n_condition=3, groups=4, out_activation=None, n_time=16
+        )
+        grads = []
+        for loss in (None, CombinedDoseLoss({"ptv": AsymmetricPTVLoss(target_channels=[0])}, {"ptv": 1.0})):
+            module = DiffusionDoseModule(net, scheduler, sampler, roi_size=(8, 8, 8), val_steps=4, loss=loss)
+            net.zero_grad()
+            torch.manual_seed(1)  # the same noise and timestep for both
+            module.training_step(batch, 0).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+        assert module.loss.last_terms["ptv"] > 0.0, kind
+        assert float((grads[1] - grads[0]).abs().max()) > 1e-6, kind

@@ -6,7 +6,10 @@ Training (MONAI's generative components): the relative dose of a patch is scaled
 ``DDPMScheduler`` and denoised by the network given the noisy dose concatenated with the patch's
 conditioning channels (``DiffusionInferer``, mode ``concat``) and the constraint vector; the loss
 is the mean squared error against the scheduler's prediction target (``epsilon``: the noise,
-``v_prediction``: the velocity, ``sample``: the clean dose). Validation and prediction sample the
+``v_prediction``: the velocity, ``sample``: the clean dose), plus, when the module is given the
+U-Net's dose loss (bundle ``configs/dose_losses.json``), that loss weighted by ``loss_weight`` on
+the denoiser's estimate of the clean relative dose at every training timestep (the PTV
+under-dose, DVH and gradient terms act on what sampling ends on). Validation and prediction sample the
 full volume with DDIM and a sliding window (:class:`~vmat_monai.engine.diffusion_sampling.DiffusionSampler`).
 Optimiser, learning-rate schedule, constraint statistics and validation metrics are the U-Net's
 (:class:`~vmat_monai.engine.module.DosePredictionModule`).
@@ -52,6 +55,9 @@ class DiffusionDoseModule(DosePredictionModule):
             training schedule's length and prediction type.
         val_steps: DDIM steps of the one sample drawn per validation case (fewer than for
             prediction, to keep validation cheap).
+        loss: the U-Net's dose loss (``(pred, target, masks=, body=, rx_gy=)`` on dose / Rx, see
+            vmat_monai.losses), applied to the clean-dose estimate; None: the denoising loss alone.
+        loss_weight: weight of ``loss`` against the denoising mean squared error (unit range).
         Other arguments: as :class:`~vmat_monai.engine.module.DosePredictionModule`.
     """
 
@@ -69,15 +75,19 @@ class DiffusionDoseModule(DosePredictionModule):
         overlap: float = 0.25,
         schedule_seconds: float | None = None,
         val_steps: int = 10,
+        loss: nn.Module | None = None,
+        loss_weight: float = 1.0,
     ) -> None:
         if not is_denoiser(network):
             raise ValueError(
                 f"{type(network).__name__} is not a diffusion denoiser: use a ConditionedUNet with n_time > 0 or "
                 "a MONAI DiffusionModelUNet (the regression U-Net belongs to the vmat_dose_unet bundle)"
             )
+        if not loss_weight >= 0:
+            raise ValueError(f"loss_weight must be >= 0, got {loss_weight}")
         super().__init__(
             network,
-            None,
+            loss,
             primary_channel,
             learning_rate,
             weight_decay,
@@ -109,11 +119,31 @@ class DiffusionDoseModule(DosePredictionModule):
 
         return call
 
+    def clean_estimate(self, prediction: torch.Tensor, noisy: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """The denoiser's estimate of the clean value (unit range) from its ``prediction`` for the
+        ``noisy`` input at ``steps``, as the scheduler's step computes it (clipped like its samples
+        when ``clip_sample`` is set)."""
+        kind = str(self.scheduler.prediction_type)
+        if kind == "sample":
+            x0 = prediction
+        else:
+            ab = self.scheduler.alphas_cumprod.to(noisy.device)[steps.long()].to(noisy.dtype)
+            ab = ab.view(-1, *([1] * (noisy.ndim - 1)))
+            if kind == "epsilon":
+                x0 = (noisy - (1 - ab).sqrt() * prediction) / ab.sqrt()
+            else:  # v_prediction
+                x0 = ab.sqrt() * noisy - (1 - ab).sqrt() * prediction
+        if getattr(self.scheduler, "clip_sample", False):
+            low, high = self.scheduler.clip_sample_values
+            x0 = x0.clamp(low, high)
+        return x0
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         cond = _plain(batch["input"])
         rel = _plain(batch["dose"]).to(cond.dtype)
         c = torch.as_tensor(batch["constraints"], device=cond.device).to(cond.dtype).view(cond.shape[0], -1)
-        clean = diffusion_target(self.network, self.sampler.scale).to_unit(rel, cond)
+        diffused = diffusion_target(self.network, self.sampler.scale)
+        clean = diffused.to_unit(rel, cond)
         noise = torch.randn_like(clean)
         steps = torch.randint(0, self.scheduler.num_train_timesteps, (clean.shape[0],), device=clean.device)
         pred = self.inferer_train(clean, self._denoiser(c), noise, steps, condition=cond, mode="concat")
@@ -123,7 +153,17 @@ class DiffusionDoseModule(DosePredictionModule):
             "v_prediction": lambda: self.scheduler.get_velocity(clean, noise, steps),
         }[str(self.scheduler.prediction_type)]()
         loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-        self.log("train_loss", loss, prog_bar=True, batch_size=clean.shape[0])
+        bs = clean.shape[0]
+        if self.loss is not None:
+            noisy = self.scheduler.add_noise(clean, noise, steps)  # the input the inferer gave the denoiser
+            estimate = diffused.from_unit(self.clean_estimate(pred.float(), noisy.float(), steps), cond.float())
+            dose_loss = self._loss(estimate, batch)
+            self.log("train_denoise_mse", loss, batch_size=bs)
+            self.log("train_dose_loss", dose_loss, batch_size=bs)
+            for name, value in getattr(self.loss, "last_terms", {}).items():
+                self.log(f"train_{name}", value, batch_size=bs)
+            loss = loss + self.hparams.loss_weight * dose_loss
+        self.log("train_loss", loss, prog_bar=True, batch_size=bs)
         return loss
 
     def predict_volume(

@@ -56,6 +56,29 @@ def test_dose_metrics_known_values():
     }
 
 
+def test_the_loss_is_computed_in_float32_under_bf16_autocast():
+    """Mixed precision (bf16, CPU or GPU): the network runs in bf16 but the loss compares doses in
+    float32 (bf16 resolves 0.25-0.5 Gy near 70 Gy, too coarse for the DVH and PTV terms): the loss
+    of a bf16 prediction equals the float32 loss of the same values."""
+    from vmat_monai.losses import CombinedDoseLoss, DVHLoss
+
+    loss = CombinedDoseLoss({"mae": DoseMAELoss(), "dvh": DVHLoss([0], [1, 2], temperature_gy=1.0)})
+    m = DosePredictionModule(ConditionedUNet(3, 9, 1, channels=(8, 16)), loss, roi_size=(16, 16, 16))
+    b = _batch()
+    pred = (b["dose"] + 0.013).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m._loss(pred, b)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(m._loss(pred.float(), b)), rel=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = m.training_step(b, 0)
+    assert trained.dtype == torch.float32 and torch.isfinite(trained)
+    one = {k: v[:1] for k, v in b.items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # validation under bf16-mixed: metrics from float32
+        metrics = m.validation_step(one, 0)
+    assert set(metrics) >= {"mae_body_gy", "d95_error_gy"} and all(isinstance(v, float) for v in metrics.values())
+
+
 def test_module_without_loss_refuses_to_train():
     m = DosePredictionModule(ConditionedUNet(3, 9, 1, channels=(8, 16)))
     with pytest.raises(RuntimeError, match="without a loss"):

@@ -103,11 +103,15 @@ class DosePredictionModule(pl.LightningModule):
         return self.inferer(x, lambda patch: self(patch, c.expand(patch.shape[0], -1)))
 
     def _loss(self, pred: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of ``pred`` (dose / Rx) in float32, also under bf16/fp16 autocast: the DVH and
+        PTV terms compare doses in Gy, which bf16 resolves only to 0.25–0.5 Gy near 70 Gy."""
         if self.loss is None:
             raise RuntimeError("DosePredictionModule was built without a loss: training needs one")
+        pred = _plain(pred).float()
         rx = torch.as_tensor(batch["prescription_gy"], device=pred.device, dtype=pred.dtype).view(-1)
-        plain = {k: _plain(batch[k]) for k in ("dose", "masks", "body")}
-        return self.loss(_plain(pred), plain["dose"], masks=plain["masks"], body=plain["body"], rx_gy=rx)
+        plain = {k: _float32(_plain(batch[k])) for k in ("dose", "masks", "body")}
+        with torch.autocast(pred.device.type, enabled=False):
+            return self.loss(pred, plain["dose"], masks=plain["masks"], body=plain["body"], rx_gy=rx)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         pred = self(batch["input"], batch["constraints"])
@@ -120,7 +124,7 @@ class DosePredictionModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
         batch = {k: _float32(v) for k, v in batch.items()}  # the cache holds compact types (val_transforms)
-        pred = self.predict_volume(batch["input"], batch["constraints"])
+        pred = self.predict_volume(batch["input"], batch["constraints"]).float()
         rx = torch.as_tensor(batch["prescription_gy"], device=pred.device, dtype=pred.dtype).view(-1, 1, 1, 1, 1)
         metrics = dose_metrics(
             (pred * rx)[0, 0],

@@ -211,3 +211,41 @@ def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_pa
     assert seen["bundle"] == "vmat_dose_diffusion"
     with pytest.raises(ValueError, match="vmat_dose_unet, vmat_dose_diffusion"):
         run_openkbp(replace(opts, bundle="unet"), report=lambda line: None)
+
+
+def test_the_job_scores_its_predictions_and_records_them(openkbp_root, tmp_path, monkeypatch):
+    """Known answer: a predictor that returns the planned dose scores 0 Gy on both scores; the job
+    writes them with the run's settings to predictions-<name>/scores.json (no patient data)."""
+    import shutil
+
+    import vmat_monai.engine.bounded_training as bt
+    import vmat_monai.engine.bundle as bundle_module
+    from vmat_monai.workflows.openkbp import SCORES_FILE, OpenKBPOptions, run_openkbp
+
+    def fake_train(datalist, out_dir, minutes, configs, extra=(), bundle="vmat_dose_unet"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "training.json").write_text(json.dumps({"summary": "3 min"}))
+        return out_dir / "checkpoints" / "last.ckpt"
+
+    class Planned:
+        """Predicts each patient's planned dose."""
+
+        def predict_items(self, items, out):
+            for it in items:
+                (out / it["case_id"]).mkdir(parents=True)
+                shutil.copy(it["dose"], out / it["case_id"] / "dose_pred.nii.gz")
+
+    monkeypatch.setattr(bt, "train_bounded", fake_train)
+    monkeypatch.setattr(bundle_module, "predictor_from_bundle", lambda *a, **k: Planned())
+    opts = OpenKBPOptions(openkbp_root, tmp_path / "w", minutes=3, name="m3", seed=2)
+    result = run_openkbp(opts, report=lambda line: None)
+    assert result.n_patients == 1 and result.dose_score == 0.0 and result.dvh_score == 0.0
+    record = json.loads((tmp_path / "w" / "predictions-m3" / SCORES_FILE).read_text())
+    assert record["dose_score_gy"] == 0.0 and record["dvh_score_gy"] == 0.0 and record["n_patients"] == 1
+    assert (record["bundle"], record["minutes"], record["seed"], record["training"]) == (
+        "vmat_dose_unet",
+        3,
+        2,
+        "3 min",
+    )
+    assert "pt_201" not in json.dumps(record)

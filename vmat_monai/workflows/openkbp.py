@@ -3,8 +3,9 @@ patients, score them with the challenge's dose and DVH scores, and write the sub
 
 Data: a folder holding ``train-pats/`` and ``validation-pats/`` (the challenge's layout). Work
 folder layout: ``data/`` (case folders, datalist), ``model[-<name>]/`` (training), and
-``predictions[-<name>]/`` (NIfTI per patient, ``submission/pt_N.csv``); ``<name>`` is ``--name``, or
-the levers' file stems. With ``cache_dir`` the preprocessed training and validation volumes are kept
+``predictions[-<name>]/`` (NIfTI per patient, ``submission/pt_N.csv`` and ``scores.json``: the
+scores with the run's budget, seed, bundle and configs); ``<name>`` is ``--name``, or the levers'
+file stems. With ``cache_dir`` the preprocessed training and validation volumes are kept
 on disk there, so further runs on the same data (another budget, seed or lever that leaves the
 preprocessing alone) skip the ≈20 minutes of preprocessing of the 169 patients.
 """
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vmat_monai.atomic import write_text_atomic
 from vmat_monai.workflows.text import Report
 
-__all__ = ["OPENKBP_CONFIGS", "OpenKBPOptions", "OpenKBPResult", "openkbp_scores", "run_openkbp"]
+__all__ = ["OPENKBP_CONFIGS", "SCORES_FILE", "OpenKBPOptions", "OpenKBPResult", "openkbp_scores", "run_openkbp"]
 
 OPENKBP_CONFIGS = "cpu,openkbp"
+SCORES_FILE = "scores.json"  # in the predictions folder: what the job scored, with what
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,20 @@ class OpenKBPResult:
     training_summary: str
     configs: str
     prediction_dir: Path
+
+    def record(self, opts: OpenKBPOptions) -> dict[str, Any]:
+        """The scores with the run's settings, as written to ``scores.json`` (no patient data)."""
+        return {
+            "dose_score_gy": self.dose_score,
+            "dvh_score_gy": self.dvh_score,
+            "n_patients": self.n_patients,
+            "bundle": opts.bundle,
+            "configs": self.configs,
+            "minutes": opts.minutes,
+            "seed": opts.seed,
+            "training": self.training_summary,
+            "predict_seconds_per_patient": round(self.predict_seconds_per_patient, 2),
+        }
 
 
 def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> tuple[float, float]:
@@ -149,6 +166,7 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
         configs=configs,
         prediction_dir=pred_dir,
     )
+    write_text_atomic(pred_dir / SCORES_FILE, json.dumps(result.record(opts), indent=2) + "\n")
     report(
         f"OpenKBP: dose score {result.dose_score:.3f} Gy, DVH score {result.dvh_score:.3f} Gy ({len(items)} patients)"
     )

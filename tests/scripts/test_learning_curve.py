@@ -1,0 +1,69 @@
+"""scripts/learning_curve.py: validation curves from Lightning's CSV logs, scores from the job's
+scores.json, the table and the figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "learning_curve.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("learning_curve", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks its module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _model(work: Path, name: str, minutes: float, logs: list[list[tuple[int, float | None]]], scores=None) -> Path:
+    """A model folder with one CSV log per (resumed) session: rows of (step, val MAE or None)."""
+    model = work / f"model-{name}"
+    for v, rows in enumerate(logs):
+        log = model / "csv" / f"version_{v}"
+        log.mkdir(parents=True)
+        lines = ["epoch,step,train_loss,val_mae_body_gy"]
+        lines += [f"0,{s},0.5,{'' if m is None else m}" for s, m in rows]
+        (log / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (model / "training.json").write_text(json.dumps({"minutes": minutes, "summary": "x"}))
+    if scores is not None:
+        (work / f"predictions-{name}").mkdir()
+        (work / f"predictions-{name}" / "scores.json").write_text(
+            json.dumps({"dose_score_gy": scores[0], "dvh_score_gy": scores[1]})
+        )
+    return model
+
+
+def test_curves_scores_table_and_figure(tmp_path, capsys, monkeypatch):
+    mod = _module()
+    short = _model(tmp_path, "a20", 20, [[(0, None), (749, 6.5), (900, None)]], scores=(5.3, 4.2))
+    # a resumed run: two CSV logs, the second continuing the steps
+    long = _model(tmp_path, "a80", 80, [[(749, 6.2), (1000, None)], [(1499, 5.4), (2664, None)]])
+    run = mod.load_run(long)
+    assert run.curve.step.tolist() == [749, 1499] and run.curve.val_mae_body_gy.tolist() == [6.2, 5.4]
+    assert run.steps == 2665 and run.dose_score is None and "--rescore" in run.notes[0]
+    table = mod.markdown_table([mod.load_run(short), run])
+    assert "| a20 | 20 | 901 | 6.50 at 750 | 5.30 | 4.20 |" in table
+    assert "| a80 | 80 | 2665 | 5.40 at 1500 | – | – |" in table
+    monkeypatch.setattr("sys.argv", ["learning_curve.py", str(long), str(short), "--out", str(tmp_path / "c.png")])
+    assert mod.main() == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert out.index("| a20 |") < out.index("| a80 |")  # sorted by budget
+
+
+def test_a_folder_without_logs_is_named_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    mod = _module()
+    good = _model(tmp_path, "a20", 20, [[(749, 6.5)]], scores=(5.3, 4.2))
+    (tmp_path / "model-empty").mkdir()
+    (tmp_path / "model-empty" / "training.json").write_text(json.dumps({"minutes": 5}))
+    with pytest.raises(FileNotFoundError, match="model-empty: no csv"):
+        mod.load_run(tmp_path / "model-empty")
+    monkeypatch.setattr("sys.argv", ["x", str(tmp_path / "model-empty"), str(good), "--out", str(tmp_path / "c.png")])
+    assert mod.main() == 2
+    assert "skipped" in capsys.readouterr().err and (tmp_path / "c.png").is_file()

@@ -77,9 +77,9 @@ def markdown_table(runs: list[Run]) -> str:
     """One row per run: budget, steps, last validation MAE, scores."""
     rows = ["| run | budget (min) | steps | last validation MAE (Gy) at step | dose score (Gy) | DVH score (Gy) |"]
     rows.append("|---|---|---|---|---|---|")
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     for r in runs:
         last = r.curve.iloc[-1]
-        fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
         rows.append(
             f"| {r.name} | {r.minutes:g} | {r.steps} | {last.val_mae_body_gy:.2f} at {int(last.step) + 1} "
             f"| {fmt(r.dose_score)} | {fmt(r.dvh_score)} |"

@@ -160,8 +160,7 @@ class DiffusionDoseModule(DosePredictionModule):
             dose_loss = self._loss(estimate, batch)
             self.log("train_denoise_mse", loss, batch_size=bs)
             self.log("train_dose_loss", dose_loss, batch_size=bs)
-            for name, value in getattr(self.loss, "last_terms", {}).items():
-                self.log(f"train_{name}", value, batch_size=bs)
+            self._log_loss_terms(bs)
             loss = loss + self.hparams.loss_weight * dose_loss
         self.log("train_loss", loss, prog_bar=True, batch_size=bs)
         return loss

@@ -118,9 +118,13 @@ class DosePredictionModule(pl.LightningModule):
         loss = self._loss(pred, batch)
         bs = pred.shape[0]
         self.log("train_loss", loss, prog_bar=True, batch_size=bs)
-        for name, value in getattr(self.loss, "last_terms", {}).items():
-            self.log(f"train_{name}", value, batch_size=bs)
+        self._log_loss_terms(bs)
         return loss
+
+    def _log_loss_terms(self, batch_size: int) -> None:
+        """Log each term of a :class:`~vmat_monai.losses.CombinedDoseLoss` of the last call as ``train_<term>``."""
+        for name, value in getattr(self.loss, "last_terms", {}).items():
+            self.log(f"train_{name}", value, batch_size=batch_size)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
         batch = {k: _float32(v) for k, v in batch.items()}  # the cache holds compact types (val_transforms)

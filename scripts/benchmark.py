@@ -296,9 +296,9 @@ def bench_speed() -> list[Row]:
     """Training step of the CPU network (OpenKBP configuration) in float32, with channels_last_3d, with
     bf16 autocast (where the processor has no bf16 instructions a step takes about a minute: then one
     step after one warm-up is timed) and with both, and the cost of the combined loss against MAE alone."""
-    import torch
+    from vmat_monai.engine.numeric_formats import cpu_has_native_bf16
 
-    native_bf16 = torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX") or "amx" in machine().lower()
+    native_bf16 = cpu_has_native_bf16()
     rows: list[Row] = []
     base, _ = _subprocess(_SPEED_CODE, "fp32", "combined", "6")
     note = "median of 5 after a warm-up, combined loss (MAE, gradient, asymmetric PTV, DVH)"

@@ -57,6 +57,43 @@ def test_structure_weighted_loss_weights_and_value():
     assert loss(pred, target, masks=masks).item() == pytest.approx((9 + 1 + 1 + 2 + 2 + 2 + 1) / 12)
 
 
+def _dvh_reference(loss: DVHLoss, pred, target, masks, rx):
+    """The DVH loss by its definition: soft volumes over the whole patch, one threshold at a time."""
+    shape = (-1, 1, 1, 1, 1)
+    p, t = pred * rx.view(shape), target * rx.view(shape)
+    num, den = 0.0, 0.0
+    for channels, thresholds, under in ((loss.t, [rx * f for f in loss.tf], True), (loss.o, loss.og, False)):
+        for c in channels:
+            m = masks[:, c : c + 1]
+            present = (m.flatten(1).sum(1) > 0).float()
+            for thr in thresholds:
+                thr = thr if torch.is_tensor(thr) else torch.full_like(rx, thr)
+                vp, vt = loss.soft_volume(p, m, thr), loss.soft_volume(t, m, thr)
+                num = num + ((torch.relu(vt - vp) if under else torch.relu(vp - vt)) * present).sum()
+                den = den + present.sum()
+    return num / max(float(den), 1.0)
+
+
+def test_dvh_loss_on_structure_voxels_equals_its_definition():
+    """The loss computed on each structure's voxels only (fast path) equals the whole-patch
+    definition, value and gradient: two cases with different Rx, soft mask edges, an absent organ."""
+    torch.manual_seed(0)
+    pred = torch.rand(2, 1, 12, 10, 8, requires_grad=True)
+    target = torch.rand(2, 1, 12, 10, 8)
+    masks = (torch.rand(2, 4, 12, 10, 8) > 0.6).float()
+    masks[:, 1] *= torch.rand(2, 12, 10, 8)  # interpolated (soft) mask values
+    masks[1, 3] = 0  # an organ absent from the second patch
+    rx = torch.tensor([70.0, 54.0])
+    loss = DVHLoss([0, 1], [2, 3], temperature_gy=2.0)
+    got = loss(pred, target, masks=masks, rx_gy=rx)
+    (g_fast,) = torch.autograd.grad(got, pred)
+    want = _dvh_reference(loss, pred, target, masks, rx)
+    (g_ref,) = torch.autograd.grad(want, pred)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert float(got) > 0 and torch.allclose(g_fast, g_ref, rtol=1e-4, atol=1e-9)
+    assert float(loss(pred, target, masks=torch.zeros_like(masks), rx_gy=rx)) == 0.0  # no structure: no loss
+
+
 def test_dvh_loss_known_values():
     masks = torch.ones(1, 1, 1, 1, 1)
     rx = torch.tensor([70.0])

@@ -147,6 +147,32 @@ def test_residual_override_wraps_either_network_for_training_and_inference():
     assert "linear output" in str(err.value.__cause__)
 
 
+@pytest.mark.parametrize("bundle", ["vmat_dose_unet", "vmat_dose_diffusion"])
+def test_precision_and_memory_layout_follow_the_machine(bundle, monkeypatch):
+    """Both bundles train in the machine's default precision (bf16 only where the CPU or GPU has it)
+    and run their networks channels_last_3d on a CPU, for training and inference; a config overrides both."""
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine import numeric_formats as nf
+    from vmat_monai.engine.bundle import config_files
+
+    for native in (True, False):
+        monkeypatch.setattr(nf, "cpu_has_native_bf16", lambda native=native: native)
+        parser = ConfigParser()
+        parser.read_config(config_files("train", "cpu", bundle=bundle))
+        assert parser.get_parsed_content("precision") == nf.default_precision()
+    module = parser.get_parsed_content("module")
+    assert module.channels_last is nf.default_channels_last()
+    parser = ConfigParser()
+    parser.read_config(config_files("inference", "cpu", bundle=bundle))
+    assert parser.get_parsed_content("channels_last") is nf.default_channels_last()
+    parser = ConfigParser()
+    parser.read_config(config_files("train", "cpu", bundle=bundle))
+    parser["channels_last"], parser["precision"] = False, "32-true"
+    assert parser.get_parsed_content("module").channels_last is False
+    assert parser.get_parsed_content("precision") == "32-true"
+
+
 @pytest.fixture(scope="module")
 def trained(bundle_data, tmp_path_factory):
     """One epoch trained the model-zoo way: from the bundle's own folder, with relative config paths."""

@@ -77,6 +77,7 @@ class DiffusionDoseModule(DosePredictionModule):
         val_steps: int = 10,
         loss: nn.Module | None = None,
         loss_weight: float = 1.0,
+        channels_last: bool = False,
     ) -> None:
         if not is_denoiser(network):
             raise ValueError(
@@ -96,6 +97,7 @@ class DiffusionDoseModule(DosePredictionModule):
             sw_batch_size,
             overlap,
             schedule_seconds,
+            channels_last,
         )
         self.sampler = sampler if sampler is not None else DiffusionSampler()
         self.scheduler = scheduler if scheduler is not None else _training_twin(self.sampler.scheduler)
@@ -115,7 +117,7 @@ class DiffusionDoseModule(DosePredictionModule):
 
     def _denoiser(self, constraints: torch.Tensor):
         def call(x: torch.Tensor, timesteps: torch.Tensor, context: Any = None) -> torch.Tensor:
-            return denoise(self.network, x, constraints, timesteps)
+            return denoise(self.network, self._layout(x), constraints, timesteps)
 
         return call
 

@@ -14,6 +14,7 @@ from monai.inferers import SlidingWindowInferer
 from pytorch_lightning.callbacks import Timer
 from torch import nn
 
+from vmat_monai.engine.numeric_formats import to_channels_last
 from vmat_monai.networks.conditioning import forward_conditioned, takes_constraints
 
 __all__ = ["DosePredictionModule", "dose_metrics", "time_cosine"]
@@ -65,6 +66,8 @@ class DosePredictionModule(pl.LightningModule):
         roi_size: sliding-window size for validation, voxels.
         sw_batch_size: windows per forward pass.
         overlap: sliding-window overlap (Gaussian blending).
+        channels_last: run the network in ``channels_last_3d`` (weights and inputs; faster on CPUs,
+            see :mod:`vmat_monai.engine.numeric_formats`); the results are the same.
     """
 
     def __init__(
@@ -79,10 +82,12 @@ class DosePredictionModule(pl.LightningModule):
         sw_batch_size: int = 1,
         overlap: float = 0.25,
         schedule_seconds: float | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "loss", "scheduler", "sampler"])  # objects: not in checkpoints
-        self.network = network
+        self.network = to_channels_last(network) if channels_last else network
+        self.channels_last = bool(channels_last)
         self.loss = loss
         self._fit_start: float | None = None
         self.film = takes_constraints(network)
@@ -91,9 +96,13 @@ class DosePredictionModule(pl.LightningModule):
         )
 
     def forward(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
-        x = x.as_tensor() if isinstance(x, MetaTensor) else x  # plain tensors inside the network
+        x = self._layout(x.as_tensor() if isinstance(x, MetaTensor) else x)  # plain tensors inside the network
         c = constraints.to(x.dtype).view(x.shape[0], -1)
         return forward_conditioned(self.network, x, c, self.film)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the network's memory layout (``channels_last_3d`` when enabled, for 5-D tensors)."""
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.dim() == 5 else x
 
     def predict_volume(self, x: torch.Tensor, constraints: torch.Tensor) -> torch.Tensor:
         """Full-volume prediction (dose / Rx) with the Gaussian-blended sliding window."""

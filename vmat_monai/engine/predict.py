@@ -87,6 +87,8 @@ class DosePredictor:
         sampler: for a diffusion model (bundle ``vmat_dose_diffusion``): the DDIM sampler (steps,
             eta, samples per member, seed); None for the regression U-Net.
         save_samples: with a sampler, also write every sample (``dose_samples.nii.gz``).
+        channels_last: run the network in ``channels_last_3d`` (faster on CPUs, same results; see
+            :mod:`vmat_monai.engine.numeric_formats`).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class DosePredictor:
         flip_tta: bool = False,
         sampler: DiffusionSampler | None = None,
         save_samples: bool = False,
+        channels_last: bool = False,
     ) -> None:
         import copy
 
@@ -115,7 +118,12 @@ class DosePredictor:
         self.members = []
         for i, path in enumerate(self.ckpt_paths):
             net = load_network_weights(network if i == 0 else copy.deepcopy(network), path)
-            window = {"roi_size": roi_size, "sw_batch_size": sw_batch_size, "overlap": overlap}
+            window = {
+                "roi_size": roi_size,
+                "sw_batch_size": sw_batch_size,
+                "overlap": overlap,
+                "channels_last": channels_last,
+            }
             if sampler is not None:
                 member = DiffusionDoseModule(net, sampler=sampler, val_steps=1, **window)
             elif is_denoiser(net):

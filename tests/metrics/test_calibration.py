@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vmat_monai.metrics.calibration import NORMAL_WITHIN, calibration, sigma_error_rank_correlation
+from vmat_monai.metrics.calibration import (
+    NORMAL_WITHIN,
+    calibration,
+    normal_within_pct,
+    sigma_error_rank_correlation,
+    within_k_sigma_pct,
+)
 
 
 def test_normal_errors_with_their_true_sigma_are_calibrated():
@@ -38,3 +44,19 @@ def test_bad_inputs_and_rank_correlation():
     assert sigma_error_rank_correlation([0.1, 0.3, 0.2, 0.5], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(1.0)
     assert sigma_error_rank_correlation([0.1, 0.3, 0.2], [3.0, 1.0, 2.0]) == pytest.approx(-1.0)
     assert np.isnan(sigma_error_rank_correlation([0.1, 0.2], [1.0, 2.0]))
+
+
+def test_reliability_curve_of_normal_errors_follows_the_normal_curve():
+    """Errors drawn from N(0, sigma^2) with that sigma predicted: the % within k sigma is the
+    normal curve (68.27 % at 1, 95.45 % at 2); a sigma twice too large sits above it."""
+    assert normal_within_pct([0.0, 1.0, 2.0]) == pytest.approx([0.0, NORMAL_WITHIN[1], NORMAL_WITHIN[2]], abs=0.01)
+    rng = np.random.default_rng(0)
+    plan = np.full((60, 60, 60), 50.0)
+    sigma = np.full(plan.shape, 1.5)
+    pred = plan + rng.normal(0.0, 1.5, plan.shape)
+    k = np.array([0.5, 1.0, 2.0, 3.0])
+    got = within_k_sigma_pct(pred, plan, sigma, np.ones(plan.shape), k)
+    assert got == pytest.approx(normal_within_pct(k), abs=0.5)
+    assert np.all(within_k_sigma_pct(pred, plan, 2 * sigma, np.ones(plan.shape), k) > got)
+    with pytest.raises(ValueError, match="empty"):
+        within_k_sigma_pct(pred, plan, sigma, np.zeros(plan.shape), k)

@@ -11,7 +11,7 @@ Measured in ``scripts/benchmark.py --only speed`` (docs/BENCHMARKS.md) and on Op
   computed in float32 either way (:meth:`~vmat_monai.engine.module.DosePredictionModule._loss`), and
   prediction runs in float32.
 - **Memory layout.** On a CPU, ``channels_last_3d`` (the oneDNN convolutions' native layout: the
-  same operations in another order, 10–20 % faster per training step on the two CPUs measured); on
+  same operations in another order, 10–27 % faster per training step on the two CPUs measured); on
   CUDA the default layout (not measured here).
 """
 

@@ -1,14 +1,16 @@
 """The learning curve of OpenKBP runs: validation MAE against training steps, and the challenge's
 dose and DVH scores against the training budget, as a figure and a Markdown table.
 
-Each argument is a model folder of the OpenKBP job (``<workdir>/model-<name>``). Its validation
+Each argument is a model folder of the OpenKBP job (``<workdir>/model-<name>``), optionally as
+``series=folder``: runs of one series (one configuration at several budgets) form one line of
+scores in the figure, so that two configurations are never joined into one curve. Its validation
 MAE comes from Lightning's CSV log (``csv/version_*/metrics.csv``, resumed runs included), its
 budget from ``training.json`` and its scores from ``<workdir>/predictions-<name>/scores.json``,
 which the job writes; with ``--rescore`` a run without that file is scored from its predictions
 (the job's ``openkbp_scores`` on ``<workdir>/data/datalist.json``; nothing is written there).
 
-    python scripts/learning_curve.py runs/okbp/model-f9m80s0 runs/okbp/model-f9m120s0 \\
-        --out docs/figures/openkbp_learning_curve.png --rescore
+    python scripts/learning_curve.py "float32=runs/okbp/model-f9m80s0" "float32=runs/okbp/model-f9m120s0" \\
+        "bf16=runs/okbp/model-f9defm20s0" --out docs/figures/openkbp_learning_curve.png --rescore
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Run:
     dose_score: float | None = None
     dvh_score: float | None = None
     notes: list[str] = field(default_factory=list)
+    series: str = ""  # the configuration it belongs to, for the scores' lines
 
 
 def validation_curve(model_dir: Path) -> tuple[pd.DataFrame, int]:
@@ -50,12 +53,12 @@ def validation_curve(model_dir: Path) -> tuple[pd.DataFrame, int]:
     return curve.sort_values("step").reset_index(drop=True), int(table["step"].max()) + 1
 
 
-def load_run(model_dir: Path, rescore: bool = False) -> Run:
-    """A run from its model folder (see the module docstring)."""
+def load_run(model_dir: Path, rescore: bool = False, series: str = "") -> Run:
+    """A run from its model folder (see the module docstring), in ``series``."""
     record = json.loads((model_dir / "training.json").read_text())
     curve, steps = validation_curve(model_dir)
     name = model_dir.name.removeprefix("model").removeprefix("-") or "default"
-    run = Run(name, float(record["minutes"]), curve, steps)
+    run = Run(name, float(record["minutes"]), curve, steps, series=series)
     pred_dir = model_dir.parent / model_dir.name.replace("model", "predictions", 1)
     scores = pred_dir / "scores.json"
     if scores.is_file():
@@ -74,17 +77,25 @@ def load_run(model_dir: Path, rescore: bool = False) -> Run:
 
 
 def markdown_table(runs: list[Run]) -> str:
-    """One row per run: budget, steps, last validation MAE, scores."""
-    rows = ["| run | budget (min) | steps | last validation MAE (Gy) at step | dose score (Gy) | DVH score (Gy) |"]
-    rows.append("|---|---|---|---|---|---|")
+    """One row per run: series, budget, steps, last validation MAE, scores."""
+    rows = [
+        "| run | series | budget (min) | steps | last validation MAE (Gy) at step | dose score (Gy) | DVH score (Gy) |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|")
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     for r in runs:
         last = r.curve.iloc[-1]
         rows.append(
-            f"| {r.name} | {r.minutes:g} | {r.steps} | {last.val_mae_body_gy:.2f} at {int(last.step) + 1} "
-            f"| {fmt(r.dose_score)} | {fmt(r.dvh_score)} |"
+            f"| {r.name} | {r.series or '–'} | {r.minutes:g} | {r.steps} "
+            f"| {last.val_mae_body_gy:.2f} at {int(last.step) + 1} | {fmt(r.dose_score)} | {fmt(r.dvh_score)} |"
         )
     return "\n".join(rows)
+
+
+def score_lines(runs: list[Run]) -> dict[str, list[Run]]:
+    """The scored runs by series (first-seen order), each sorted by budget: one line of scores each."""
+    scored = sorted((r for r in runs if r.dose_score is not None), key=lambda r: r.minutes)
+    return {s: [r for r in scored if r.series == s] for s in dict.fromkeys(r.series for r in scored)}
 
 
 def plot(runs: list[Run], out: Path) -> Path:
@@ -98,19 +109,21 @@ def plot(runs: list[Run], out: Path) -> Path:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for r in runs:
-        a.plot(r.curve.step + 1, r.curve.val_mae_body_gy, "o-", label=f"{r.name} ({r.minutes:g} min)")
+        tag = f", {r.series}" if r.series else ""
+        a.plot(r.curve.step + 1, r.curve.val_mae_body_gy, "o-", label=f"{r.name} ({r.minutes:g} min{tag})")
     a.set(xscale="log", xlabel="training step", ylabel="validation MAE in the body (Gy)")
     a.set_title("validation patients of the training split")
     a.legend(fontsize=8)
-    scored = sorted((r for r in runs if r.dose_score is not None), key=lambda r: r.minutes)
-    if scored:
-        m = [r.minutes for r in scored]
-        b.plot(m, [r.dose_score for r in scored], "o-", label="dose score")
-        b.plot(m, [r.dvh_score for r in scored], "s-", label="DVH score")
+    lines = score_lines(runs)
+    for i, (series, line) in enumerate(lines.items()):  # one line style per series
+        style, m, tag = ("-", "--", ":", "-.")[i % 4], [r.minutes for r in line], f" ({series})" if series else ""
+        b.plot(m, [r.dose_score for r in line], "o" + style, color="C0", label=f"dose score{tag}")
+        b.plot(m, [r.dvh_score for r in line], "s" + style, color="C1", label=f"DVH score{tag}")
     for i, (minutes, (dose, dvh)) in enumerate(TARGETS.items()):
         b.plot([minutes], [dose], "v", color="C0", alpha=0.5, markersize=9, label="dose target" if i == 0 else None)
         b.plot([minutes], [dvh], "v", color="C1", alpha=0.5, markersize=9, label="DVH target" if i == 0 else None)
-    top = max([v for r in scored for v in (r.dose_score, r.dvh_score)] + [max(t) for t in TARGETS.values()])
+    scores = [v for line in lines.values() for r in line for v in (r.dose_score, r.dvh_score)]
+    top = max(scores + [max(t) for t in TARGETS.values()])
     b.set(xlabel="training budget (min, CPU)", ylabel="score (Gy)", ylim=(0, 1.15 * top))
     b.set_title("challenge scores, validation patients")
     b.legend(fontsize=8)
@@ -122,14 +135,17 @@ def plot(runs: list[Run], out: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", type=Path, help="model folders of the OpenKBP job (model-<name>)")
+    ap.add_argument("models", nargs="+", help="model folders of the OpenKBP job (model-<name>), or series=folder")
     ap.add_argument("--out", type=Path, default=Path("openkbp_learning_curve.png"), help="figure (PNG)")
     ap.add_argument("--rescore", action="store_true", help="score runs without scores.json from their predictions")
     args = ap.parse_args()
     runs, failed = [], []
-    for d in args.models:
+    for item in args.models:
+        plain = Path(item).is_dir() or "=" not in item  # a folder's name may hold "="
+        series, _, folder = ("", "", item) if plain else item.partition("=")
+        d = Path(folder)
         try:
-            runs.append(load_run(d, args.rescore))
+            runs.append(load_run(d, args.rescore, series))
         except (OSError, ValueError, KeyError) as e:
             failed.append(f"{d}: {e}")
     for line in failed:

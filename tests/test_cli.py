@@ -52,3 +52,35 @@ def test_sampling_options_are_refused_for_a_unet_checkpoint(tmp_path, capsys):
     assert main([*argv, "--samples", "4", "--eta", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--samples, --eta only apply to a diffusion model (vmat_dose_diffusion)" in err
+
+
+def test_predict_warns_when_the_configs_changed_since_training(tmp_path, monkeypatch, capsys):
+    """A model whose training record hashes other config contents than today's is named before it
+    predicts (the OpenKBP prior changed in 0.8.5 without changing the input shape); one trained with
+    today's configs is not."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import vmat_monai.engine.bundle as bundle_module
+    from vmat_monai.engine.bounded_training import TRAINING_RECORD
+    from vmat_monai.engine.bundle import config_files
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise ValueError("stopped before loading the model")
+
+    monkeypatch.setattr(bundle_module, "predictor_from_bundle", stop)
+    today = b"".join(Path(f).read_bytes() for f in config_files("train", "cpu,openkbp"))
+    for name, digest in (("old", "0" * 64), ("new", hashlib.sha256(today).hexdigest())):
+        ckpt = tmp_path / name / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"weights")
+        record = {"configs": "cpu,openkbp", "config_sha256": digest, "bundle": "vmat_dose_unet", "summary": "20 min"}
+        (tmp_path / name / TRAINING_RECORD).write_text(json.dumps(record))
+        argv = ["predict", "--ckpt", str(ckpt), "--source", str(tmp_path), "--out", str(tmp_path / "p")]
+        assert main([*argv, "--bundle", "vmat_dose_unet"]) == 2
+        err = capsys.readouterr().err
+        assert "stopped before loading the model" in err
+        warned = f"{ckpt} was not trained with the 'cpu,openkbp' configs as they read now" in err
+        assert warned == (name == "old")
+        assert ("scripts/levers/openkbp_arc.json" in err) == (name == "old")

@@ -173,6 +173,26 @@ def test_precision_and_memory_layout_follow_the_machine(bundle, monkeypatch):
     assert parser.get_parsed_content("precision") == "32-true"
 
 
+@pytest.mark.parametrize("bundle", ["vmat_dose_unet", "vmat_dose_diffusion"])
+def test_openkbp_config_gives_each_case_its_recorded_beams(bundle):
+    """configs/openkbp.json builds the prior from each case's recorded arrangement (OpenKBP patients
+    record the nine static fields) with the nine fields as the fallback; the arc lever restores a full
+    arc for every case, as before 0.8.5."""
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files
+
+    def prior(configs: str) -> tuple[object, object]:
+        parser = ConfigParser()
+        parser.read_config(config_files("train", configs, bundle=bundle))
+        kwargs = parser.get_parsed_content("inputs").preset_kwargs()
+        return kwargs["prior_beams"], kwargs["prior_case_beams"]
+
+    assert prior("cpu,openkbp") == ("openkbp_9field", True)
+    assert prior(f"cpu,openkbp,{ROOT / 'scripts' / 'levers' / 'openkbp_arc.json'}") == ("arc360", False)
+    assert prior("cpu") == ("arc360", True)  # DICOM cases: their RTPLAN's beams, else a full arc
+
+
 @pytest.fixture(scope="module")
 def trained(bundle_data, tmp_path_factory):
     """One epoch trained the model-zoo way: from the bundle's own folder, with relative config paths."""

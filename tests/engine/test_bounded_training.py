@@ -84,3 +84,52 @@ def test_the_diffusion_bundle_trains_through_the_same_record(tmp_path, monkeypat
     assert train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual", bundle="vmat_dose_diffusion") == ckpt
     with pytest.raises(RuntimeError, match=r"model of the vmat_dose_diffusion bundle, not of vmat_dose_unet.*--fresh"):
         train_bounded(tmp_path / "datalist.json", out, 15, "cpu,residual")
+
+
+def test_a_checkpoint_knows_whether_its_configs_changed_since_training(tmp_path):
+    """Known answers: today's contents of the recorded configs are unchanged; another --config, or a
+    record of other contents, is a change; no record or no hash says nothing."""
+    from vmat_monai.engine.bounded_training import configs_changed_since_training
+
+    digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in config_files("train", "cpu"))).hexdigest()
+    ckpt = _finished(tmp_path / "model", digest, "cpu")
+    assert configs_changed_since_training(ckpt, "cpu") is False
+    assert configs_changed_since_training(ckpt, "cpu,openkbp") is True
+    assert configs_changed_since_training(_finished(tmp_path / "old", "0" * 64, "cpu"), "cpu") is True
+    assert configs_changed_since_training(tmp_path / "elsewhere" / "last.ckpt", "cpu") is False
+    legacy = _finished(tmp_path / "legacy", digest, "cpu")
+    (tmp_path / "legacy" / TRAINING_RECORD).write_text(json.dumps({"configs": "cpu", "summary": "1 min"}))
+    assert configs_changed_since_training(legacy, "cpu") is False
+
+
+def test_the_record_says_which_numeric_format_the_training_ran_in(tmp_path, monkeypatch):
+    """precision and channels_last follow the machine by default, so training.json records them as
+    resolved: the machine's defaults, a lever's setting, or a command-line override."""
+    import vmat_monai.engine.numeric_formats as nf
+
+    seen = []
+
+    def fake_training(cmd, check):  # stands in for `monai.bundle run training`
+        out = Path(cmd[cmd.index("--output_dir") + 1])
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+        seen.append(cmd)
+
+    monkeypatch.setattr("vmat_monai.engine.bounded_training.subprocess.run", fake_training)
+    monkeypatch.setattr(nf, "cpu_has_native_bf16", lambda: True)
+    train_bounded(tmp_path / "datalist.json", tmp_path / "a", 15, "cpu")
+    record = json.loads((tmp_path / "a" / TRAINING_RECORD).read_text())
+    expected = nf.default_precision()  # bf16-mixed here, whatever the accelerator
+    assert (record["precision"], record["channels_last"]) == (expected, nf.default_channels_last())
+    assert expected in record["summary"]
+    lever = tmp_path / "fp32.json"
+    lever.write_text(json.dumps({"precision": "32-true", "channels_last": False}))
+    train_bounded(tmp_path / "datalist.json", tmp_path / "b", 15, f"cpu,{lever}")
+    record = json.loads((tmp_path / "b" / TRAINING_RECORD).read_text())
+    assert (record["precision"], record["channels_last"]) == ("32-true", False)
+    assert "channels_last" not in record["summary"]
+    extra = ["--seed", "1", "--precision", "16-mixed", "--channels_last", "True"]
+    train_bounded(tmp_path / "datalist.json", tmp_path / "c", 15, "cpu", extra=extra)
+    record = json.loads((tmp_path / "c" / TRAINING_RECORD).read_text())
+    assert (record["precision"], record["channels_last"]) == ("16-mixed", True)
+    assert seen[-1][-len(extra) :] == extra  # the overrides reach the training unchanged

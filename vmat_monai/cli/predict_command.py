@@ -65,7 +65,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = None, **kwargs: Any) -> Any:
-    from vmat_monai.engine.bounded_training import recorded_configs
+    from vmat_monai.engine.bounded_training import configs_changed_since_training, recorded_configs
     from vmat_monai.engine.bundle import bundle_for_checkpoint, predictor_from_bundle, sampling_overrides
     from vmat_monai.engine.checkpoint_weights import checkpoint_list
 
@@ -96,6 +96,22 @@ def _predictor(args: argparse.Namespace, overrides: dict[str, float] | None = No
                 )
             configs = records[str(members[0])] or DEFAULT_PREDICT_CONFIG
             print(f"predict: --config {configs} (the checkpoint's training record, else the default)", flush=True)
+        for member in checkpoint_list(args.ckpt):
+            if configs_changed_since_training(member, configs, bundle):
+                hint = (  # the change that alters a trained model's inputs without changing their shape
+                    "; since 0.8.5 configs/openkbp.json builds the prior from each case's nine fields, not a full "
+                    "arc: a model trained before on it without a prior lever needs, last in --config, a JSON file of "
+                    '{"prior_protocol": "arc360", "prior_source": "protocol"} (scripts/levers/openkbp_arc.json)'
+                    if "openkbp" in configs
+                    else ""
+                )
+                print(
+                    f"predict: warning: {member} was not trained with the {configs!r} configs as they read now (its "
+                    "training.json's config_sha256: another --config, or the configs changed since); the inputs are "
+                    f"built by today's; the {bundle} bundle's configs/metadata.json changelog lists the changes{hint}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return predictor_from_bundle(
             args.ckpt,
             configs,

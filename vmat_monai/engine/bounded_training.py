@@ -3,8 +3,9 @@
 A finished training leaves ``training.json`` beside its ``checkpoints`` folder: the bundle
 (``vmat_dose_unet`` or ``vmat_dose_diffusion``), the configs it was trained with (``configs``: names
 and JSON files, the latter as absolute paths), a hash of their contents (``config_sha256``, so a
-changed config is never reused silently), the budget and a summary. ``vmat-monai predict`` reads
-the configs back from it.
+changed config is never reused silently), the numeric format it ran in (``precision``,
+``channels_last``: their defaults depend on the machine), the budget and a summary.
+``vmat-monai predict`` reads the configs back from it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from vmat_monai.atomic import write_text_atomic
 from vmat_monai.engine.bundle import BUNDLE_NAME, absolute_configs, config_files
 
-__all__ = ["TRAINING_RECORD", "recorded_configs", "train_bounded"]
+__all__ = ["TRAINING_RECORD", "configs_changed_since_training", "numeric_format", "recorded_configs", "train_bounded"]
 
 TRAINING_RECORD = "training.json"
 
@@ -37,18 +39,61 @@ def _recorded(record: Mapping[str, Any]) -> str | None:
     return str(configs) if configs else None
 
 
-def recorded_configs(ckpt_path: str | Path) -> str | None:
-    """The configs a checkpoint of :func:`train_bounded` was trained with, from the ``training.json``
-    beside its ``checkpoints`` folder; None when there is no record (e.g. a bundle run of your own)."""
+def _training_record(ckpt_path: str | Path) -> dict[str, Any] | None:
+    """The ``training.json`` beside a checkpoint's ``checkpoints`` folder (or beside the checkpoint);
+    None when there is none."""
     ckpt = Path(ckpt_path)
     for folder in (ckpt.parent, ckpt.parent.parent):
         record = folder / TRAINING_RECORD
         if record.is_file():
             try:
-                return _recorded(json.loads(record.read_text()))
+                return dict(json.loads(record.read_text()))
             except (OSError, ValueError) as exc:
                 raise RuntimeError(f"{record} is unreadable ({exc}); pass --config explicitly") from None
     return None
+
+
+def recorded_configs(ckpt_path: str | Path) -> str | None:
+    """The configs a checkpoint of :func:`train_bounded` was trained with, from the ``training.json``
+    beside its ``checkpoints`` folder; None when there is no record (e.g. a bundle run of your own)."""
+    record = _training_record(ckpt_path)
+    return None if record is None else _recorded(record)
+
+
+def configs_changed_since_training(ckpt_path: str | Path, configs: str, bundle: str = BUNDLE_NAME) -> bool:
+    """True when the training configs ``configs`` of ``bundle``, as they read today, are not byte for
+    byte those the checkpoint's ``training.json`` recorded (``config_sha256``): another ``--config``, or
+    the bundle's configs edited since the model was trained (their changes are listed in the bundle's
+    ``configs/metadata.json`` changelog). False when there is no record, no hash, or a config file is gone."""
+    record = _training_record(ckpt_path)
+    if record is None or "config_sha256" not in record:
+        return False
+    try:
+        return _configs_digest(config_files("train", configs, bundle)) != record["config_sha256"]
+    except FileNotFoundError:
+        return False
+
+
+def numeric_format(config_paths: Sequence[str], extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``precision`` and ``channels_last`` a training with these config files and command-line
+    overrides (``--precision X``, ``--channels_last X`` in ``extra``) runs in on this machine; a key
+    the configs do not have is left out."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(list(config_paths))
+    for flag, value in pairwise(extra):
+        if flag == "--precision":
+            parser["precision"] = value
+        elif flag == "--channels_last":
+            parser["channels_last"] = value.strip().lower() in ("true", "1")
+    found: dict[str, Any] = {}
+    for key, kind in (("precision", str), ("channels_last", bool)):
+        try:
+            found[key] = kind(parser.get_parsed_content(key))
+        except KeyError:
+            continue
+    return found
 
 
 def train_bounded(
@@ -126,6 +171,7 @@ def train_bounded(
         *(["--ckpt_path", str(ckpt)] if ckpt.is_file() else []),
         *extra,
     ]
+    formats = numeric_format(config_paths, extra)  # as the training will resolve them on this machine
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
@@ -134,13 +180,18 @@ def train_bounded(
     if metrics:
         lines = metrics[-1].read_text().splitlines()
         epochs = len({line.split(",")[0] for line in lines[1:]})
-    summary = f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
+    layout = {True: ", channels_last_3d", False: ""}.get(formats.get("channels_last"), "")
+    summary = (
+        f"{wall / 60:.1f} min wall, {epochs} epochs in the last session, budget {minutes:g} min"
+        f"{', ' + formats['precision'] if 'precision' in formats else ''}{layout}"
+    )
     done = {
         "summary": summary,
         "bundle": bundle,
         "configs": absolute_configs(configs),
         "minutes": minutes,
         "config_sha256": digest,
+        **formats,
     }
     write_text_atomic(record, json.dumps(done, indent=2))
     return ckpt

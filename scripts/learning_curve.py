@@ -115,13 +115,13 @@ def plot(runs: list[Run], out: Path) -> Path:
     a.set_title("validation patients of the training split")
     a.legend(fontsize=8)
     lines = score_lines(runs)
-    for i, (series, line) in enumerate(lines.items()):  # one line style per series
-        style, m, tag = ("-", "--", ":", "-.")[i % 4], [r.minutes for r in line], f" ({series})" if series else ""
-        b.plot(m, [r.dose_score for r in line], "o" + style, color="C0", label=f"dose score{tag}")
-        b.plot(m, [r.dvh_score for r in line], "s" + style, color="C1", label=f"DVH score{tag}")
+    for i, (series, line) in enumerate(lines.items()):  # one colour per series: dose solid, DVH dashed
+        m, tag = [r.minutes for r in line], f" ({series})" if series else ""
+        b.plot(m, [r.dose_score for r in line], "o-", color=f"C{i}", label=f"dose score{tag}")
+        b.plot(m, [r.dvh_score for r in line], "s--", color=f"C{i}", label=f"DVH score{tag}")
     for i, (minutes, (dose, dvh)) in enumerate(TARGETS.items()):
-        b.plot([minutes], [dose], "v", color="C0", alpha=0.5, markersize=9, label="dose target" if i == 0 else None)
-        b.plot([minutes], [dvh], "v", color="C1", alpha=0.5, markersize=9, label="DVH target" if i == 0 else None)
+        b.plot([minutes], [dose], "v", color="0.4", markersize=9, label="dose target" if i == 0 else None)
+        b.plot([minutes], [dvh], "v", color="0.4", mfc="none", markersize=9, label="DVH target" if i == 0 else None)
     scores = [v for line in lines.values() for r in line for v in (r.dose_score, r.dvh_score)]
     top = max(scores + [max(t) for t in TARGETS.values()])
     b.set(xlabel="training budget (min, CPU)", ylabel="score (Gy)", ylim=(0, 1.15 * top))

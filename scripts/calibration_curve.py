@@ -2,7 +2,8 @@
 (a U-Net ensemble, diffusion samples), the % of body voxels whose error lies within k sigma, against
 k, beside the curve of a calibrated model (a normal distribution: 68.3 % at k = 1, 95.4 % at 2).
 
-Each ``label=folder`` is a prediction folder whose cases hold ``dose_pred.nii.gz`` and
+Each ``label=folder`` (or a plain folder, labelled by its path; either side may hold "=", see
+``vmat_monai.cli.common.labelled_path``) is a prediction folder whose cases hold ``dose_pred.nii.gz`` and
 ``dose_std.nii.gz`` (``predict --ckpt a,b,c`` or ``--samples N``); ``--data`` is the folder of
 case folders holding the plans (``dose.nii.gz``, ``body.nii.gz``). Per-case curves are averaged
 over the cases, as ``evaluate`` averages its calibration block.
@@ -21,6 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from vmat_monai.cli.common import labelled_path
 from vmat_monai.metrics.calibration import normal_within_pct, within_k_sigma_pct
 
 K = np.round(np.linspace(0.0, 3.0, 31), 2)  # multiples of sigma on the curve
@@ -54,14 +56,12 @@ def folder_curve(pred_dir: Path, data_dir: Path, k: np.ndarray = K) -> tuple[np.
 
 def plot(curves: dict[str, tuple[np.ndarray, int]], out: Path, k: np.ndarray = K) -> Path:
     """The reliability curves of ``curves`` (label -> (curve, cases)) and the calibrated one, as a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vmat_monai.evaluation.figures import save_figure
 
-    from vmat_monai.atomic import atomic_file
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+    ax = fig.subplots()
     ax.plot(k, normal_within_pct(k), "k--", lw=1.2, label="calibrated (normal)")
     for i, (label, (curve, n)) in enumerate(curves.items()):
         ax.plot(k, curve, lw=1.8, color=f"C{i}", label=f"{label} ({n} cases)")
@@ -70,10 +70,7 @@ def plot(curves: dict[str, tuple[np.ndarray, int]], out: Path, k: np.ndarray = K
     ax.grid(alpha=0.3)
     ax.set_title("calibration of the predicted uncertainty")
     ax.legend(fontsize=8, loc="lower right")
-    with atomic_file(out) as tmp:
-        fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out.with_suffix(""), formats=(out.suffix.lstrip(".") or "png",), dpi=110)[0]
 
 
 def main() -> int:
@@ -84,9 +81,9 @@ def main() -> int:
     args = ap.parse_args()
     curves, failed = {}, []
     for item in args.folders:
-        label, _, folder = item.rpartition("=")
+        label, folder = labelled_path(item)
         try:
-            curves[label or folder] = folder_curve(Path(folder), args.data)
+            curves[label or str(folder)] = folder_curve(folder, args.data)
         except (OSError, ValueError) as e:
             failed.append(f"{item}: {e}")
     for line in failed:

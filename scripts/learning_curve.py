@@ -3,11 +3,12 @@ dose and DVH scores against the training budget, as a figure and a Markdown tabl
 
 Each argument is a model folder of the OpenKBP job (``<workdir>/model-<name>``), optionally as
 ``series=folder``: runs of one series (one configuration at several budgets) form one line of
-scores in the figure, so that two configurations are never joined into one curve. Its validation
-MAE comes from Lightning's CSV log (``csv/version_*/metrics.csv``, resumed runs included), its
-budget from ``training.json`` and its scores from ``<workdir>/predictions-<name>/scores.json``,
-which the job writes; with ``--rescore`` a run without that file is scored from its predictions
-(the job's ``openkbp_scores`` on ``<workdir>/data/datalist.json``; nothing is written there).
+scores in the figure, so that two configurations are never joined into one curve (either side may
+hold "=": ``vmat_monai.cli.common.labelled_path``). Its validation MAE comes from Lightning's CSV
+log (``csv/version_*/metrics.csv``, resumed runs included), its budget from ``training.json`` and
+its scores from ``<workdir>/predictions-<name>/scores.json``, which the job writes; with
+``--rescore`` a run without that file is scored from its predictions (the job's ``openkbp_scores``
+on ``<workdir>/data/datalist.json``; nothing is written there).
 
     python scripts/learning_curve.py "float32=runs/okbp/model-f9m80s0" "float32=runs/okbp/model-f9m120s0" \\
         "bf16=runs/okbp/model-f9defm20s0" --out docs/figures/openkbp_learning_curve.png --rescore
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from vmat_monai.cli.common import labelled_path
 
 # the targets of the learning curve (issue 20): dose / DVH score (Gy) by budget (minutes)
 TARGETS = {20.0: (4.0, 3.0), 120.0: (3.0, 2.0)}
@@ -100,14 +103,12 @@ def score_lines(runs: list[Run]) -> dict[str, list[Run]]:
 
 def plot(runs: list[Run], out: Path) -> Path:
     """Validation MAE against steps (left) and the scores against the budget with the targets (right)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vmat_monai.evaluation.figures import save_figure
 
-    from vmat_monai.atomic import atomic_file
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    a, b = fig.subplots(1, 2)
     for r in runs:
         tag = f", {r.series}" if r.series else ""
         a.plot(r.curve.step + 1, r.curve.val_mae_body_gy, "o-", label=f"{r.name} ({r.minutes:g} min{tag})")
@@ -127,10 +128,7 @@ def plot(runs: list[Run], out: Path) -> Path:
     b.set(xlabel="training budget (min, CPU)", ylabel="score (Gy)", ylim=(0, 1.15 * top))
     b.set_title("challenge scores, validation patients")
     b.legend(fontsize=8)
-    with atomic_file(out) as tmp:
-        fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out.with_suffix(""), formats=(out.suffix.lstrip(".") or "png",), dpi=110)[0]
 
 
 def main() -> int:
@@ -141,9 +139,7 @@ def main() -> int:
     args = ap.parse_args()
     runs, failed = [], []
     for item in args.models:
-        plain = Path(item).is_dir() or "=" not in item  # a folder's name may hold "="
-        series, _, folder = ("", "", item) if plain else item.partition("=")
-        d = Path(folder)
+        series, d = labelled_path(item)
         try:
             runs.append(load_run(d, args.rescore, series))
         except (OSError, ValueError, KeyError) as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vmat_monai.cli import main
@@ -84,3 +86,17 @@ def test_predict_warns_when_the_configs_changed_since_training(tmp_path, monkeyp
         warned = f"{ckpt} was not trained with the 'cpu,openkbp' configs as they read now" in err
         assert warned == (name == "old")
         assert ("scripts/levers/openkbp_arc.json" in err) == (name == "old")
+
+
+def test_labelled_path_splits_where_the_folder_exists(tmp_path, monkeypatch):
+    from vmat_monai.cli.common import labelled_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a=b").mkdir(parents=True)
+    (tmp_path / "runs" / "plain").mkdir()
+    assert labelled_path("runs/a=b") == ("", Path("runs/a=b"))  # an existing folder whose name holds "="
+    assert labelled_path("bf16=runs/a=b") == ("bf16", Path("runs/a=b"))  # the folder's "=" stays in the folder
+    assert labelled_path("lr=1e-3=runs/plain") == ("lr=1e-3", Path("runs/plain"))  # the label's "=" in the label
+    assert labelled_path("runs/plain") == ("", Path("runs/plain"))
+    assert labelled_path("x=runs/missing") == ("x", Path("runs/missing"))  # none exists: the first "=", for the error
+    assert labelled_path("runs/missing") == ("", Path("runs/missing"))

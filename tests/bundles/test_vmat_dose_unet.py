@@ -109,7 +109,7 @@ FORWARD_ARGS = [CONSTRAINTS, CONSTRAINTS[:-1] + ", 'timesteps': [5]}"]
 
 
 @pytest.mark.parametrize(
-    ("configs", "forward_args"), zip(ALL_CONFIGS, FORWARD_ARGS, strict=True), ids=["unet", "diffusion"]
+    ("configs", "forward_args"), list(zip(ALL_CONFIGS, FORWARD_ARGS, strict=True)), ids=["unet", "diffusion"]
 )
 def test_verify_net_in_out(configs, forward_args):
     out = _bundle(
@@ -191,6 +191,28 @@ def test_openkbp_config_gives_each_case_its_recorded_beams(bundle):
     assert prior("cpu,openkbp") == ("openkbp_9field", True)
     assert prior(f"cpu,openkbp,{ROOT / 'scripts' / 'levers' / 'openkbp_arc.json'}") == ("arc360", False)
     assert prior("cpu") == ("arc360", True)  # DICOM cases: their RTPLAN's beams, else a full arc
+
+
+@pytest.mark.parametrize("lever", sorted(p.name for p in (ROOT / "scripts" / "levers").glob("*.json")))
+def test_every_lever_builds_the_module_it_documents(lever):
+    """Each lever of scripts/levers (the commands of docs/EXPERIMENTS.md) stacks on the CPU and OpenKBP
+    configs and builds its network, loss and training module; its keys reach the resolved config."""
+    from monai.bundle import ConfigParser
+    from torch import nn
+
+    from vmat_monai.engine.bundle import config_files
+
+    path = ROOT / "scripts" / "levers" / lever
+    lever_config = json.loads(path.read_text())
+    parser = ConfigParser()
+    parser.read_config(config_files("train", f"cpu,openkbp,{path}"))
+    module = parser.get_parsed_content("module")
+    assert isinstance(module.network, nn.Module) and isinstance(module.loss, nn.Module)
+    for key, value in lever_config.items():
+        if not isinstance(value, dict):  # objects are compared through what they build, below
+            assert parser[key] == value, f"{lever}: {key}"
+    if "loss" in lever_config:
+        assert set(module.loss.losses) == set(lever_config["loss"]["losses"])
 
 
 @pytest.fixture(scope="module")

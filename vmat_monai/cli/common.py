@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_NOTHING", "EXIT_OK", "EXIT_SOME_FAILED", "UserError", "batch_exit_code"]
+from pathlib import Path
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_NOTHING",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "UserError",
+    "batch_exit_code",
+    "labelled_path",
+]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -16,3 +26,17 @@ def batch_exit_code(n_done: int, n_failed: int) -> int:
 
 class UserError(Exception):
     """A problem with the user's input, reported on one line without a traceback."""
+
+
+def labelled_path(item: str) -> tuple[str, Path]:
+    """``label=path`` as (label, path); a plain path gives the label "".
+
+    Either side may hold "=": an item that is an existing path is plain, otherwise the first "=" whose
+    right-hand side exists splits it, and where none does, the first "=" (so that the error that follows
+    names the folder the user meant).
+    """
+    if Path(item).exists() or "=" not in item:
+        return "", Path(item)
+    cuts = [i for i, c in enumerate(item) if c == "="]
+    at = next((i for i in cuts if Path(item[i + 1 :]).exists()), cuts[0])
+    return item[:at], Path(item[at + 1 :])

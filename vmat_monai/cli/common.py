@@ -1,4 +1,4 @@
-"""What every subcommand shares: exit codes and the one-line user error."""
+"""What every subcommand and script shares: exit codes, the one-line user error, label=path arguments."""
 
 from __future__ import annotations
 

@@ -44,6 +44,29 @@ def test_asymmetric_ptv_loss_charges_underdosage_more():
     assert AsymmetricPTVLoss([0], under_weight=3.0)(pred, target, masks=masks).item() == pytest.approx(0.2)
 
 
+def test_asymmetric_ptv_loss_averaged_over_the_body_is_a_quantile_shift_inside_the_targets():
+    masks = _t([1, 1, 0, 0], (1, 1, 4, 1, 1))
+    body = _t([1, 1, 1, 1], (1, 1, 4, 1, 1))
+    pred, target = _t([0.9, 1.1, 5.0, 0.0]), _t([1.0, 1.0, 0.0, 0.0])
+    loss = AsymmetricPTVLoss([0], under_weight=3.0, average_over="body")
+    # the same sum over the targets, (0.3 + 0.1), divided by the 4 body voxels
+    assert loss(pred, target, masks=masks, body=body).item() == pytest.approx(0.1)
+    # next to a body MAE of weight 1 and this term of weight w, a target voxel's cost per Gy is
+    # 1 + 3w under and 1 + w over: with w = 1 the best constant inside the targets is their 2/3 quantile
+    plan = torch.linspace(0.0, 1.0, 301).view(1, 1, 301, 1, 1)
+    inside, everywhere = torch.ones_like(plan), torch.ones_like(plan)
+    costs = [
+        DoseMAELoss()(torch.full_like(plan, c), plan, body=everywhere)
+        + loss(torch.full_like(plan, c), plan, masks=inside, body=everywhere)
+        for c in torch.linspace(0.0, 1.0, 101)
+    ]
+    assert float(torch.linspace(0.0, 1.0, 101)[int(torch.stack(costs).argmin())]) == pytest.approx(2 / 3, abs=0.01)
+    with pytest.raises(ValueError, match="needs body"):
+        loss(pred, target, masks=masks)
+    with pytest.raises(ValueError, match="average_over"):
+        AsymmetricPTVLoss([0], average_over="patch")
+
+
 def test_structure_weighted_loss_weights_and_value():
     masks = torch.zeros(1, 2, 7, 1, 1)
     masks[0, 0, 0] = 1  # target voxel 0

@@ -111,21 +111,47 @@ class StructureWeightedLoss(nn.Module):
 
 
 class AsymmetricPTVLoss(nn.Module):
-    """Inside the targets, under-dosage costs ``under_weight`` times more than over-dosage (L1)."""
+    """Inside the targets, under-dosage costs ``under_weight`` times more than over-dosage (L1).
 
-    def __init__(self, target_channels: Sequence[int], under_weight: float = 3.0) -> None:
+    Args:
+        target_channels: mask channels of the targets.
+        under_weight: cost of under-dosage relative to over-dosage.
+        average_over: ``"targets"`` divides by the target voxels (each target voxel then weighs
+            about 1 / target fraction more than a voxel of a body-averaged MAE); ``"body"`` divides
+            by the body voxels, so with weight ``w`` next to a body MAE of weight 1 a target voxel's
+            under-dosage costs ``1 + w·under_weight`` and its over-dosage ``1 + w``: the prediction
+            moves to a higher quantile inside the targets without the targets outweighing the rest.
+    """
+
+    AVERAGES = ("targets", "body")
+
+    def __init__(
+        self, target_channels: Sequence[int], under_weight: float = 3.0, average_over: str = "targets"
+    ) -> None:
         super().__init__()
-        self.t, self.k = list(target_channels), float(under_weight)
+        if average_over not in self.AVERAGES:
+            raise ValueError(f"average_over={average_over!r}: use one of {', '.join(self.AVERAGES)}")
+        self.t, self.k, self.average_over = list(target_channels), float(under_weight), average_over
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor | None = None, **_: object
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        masks: torch.Tensor | None = None,
+        body: torch.Tensor | None = None,
+        **_: object,
     ) -> torch.Tensor:
         if masks is None:
             raise ValueError("AsymmetricPTVLoss needs masks")
         inside = (masks[:, self.t] > 0).any(1, keepdim=True)
         diff = pred - target
         err = torch.where(diff < 0, -self.k * diff, diff)
-        return _masked_mean(err, inside)
+        if self.average_over == "targets":
+            return _masked_mean(err, inside)
+        if body is None:
+            raise ValueError("AsymmetricPTVLoss(average_over='body') needs body")
+        in_body = (body > 0).expand_as(err)
+        return (err * inside.to(err.dtype)).sum() / in_body.sum().clamp_min(1).to(err.dtype)
 
 
 class DVHLoss(nn.Module):

@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from vmat_monai.cli.common import labelled_path
+from vmat_monai.cli.common import per_labelled_folder
 from vmat_monai.metrics.calibration import normal_within_pct, within_k_sigma_pct
 
 K = np.round(np.linspace(0.0, 3.0, 31), 2)  # multiples of sigma on the curve
@@ -79,15 +79,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, required=True, help="folder of the case folders with the plans")
     ap.add_argument("--out", type=Path, default=Path("calibration_curve.png"), help="figure (PNG)")
     args = ap.parse_args()
-    curves, failed = {}, []
-    for item in args.folders:
-        label, folder = labelled_path(item)
-        try:
-            curves[label or str(folder)] = folder_curve(folder, args.data)
-        except (OSError, ValueError) as e:
-            failed.append(f"{item}: {e}")
-    for line in failed:
-        print(f"skipped {line}", file=sys.stderr)
+    curves, failed = per_labelled_folder(args.folders, lambda folder: folder_curve(folder, args.data))
     if not curves:
         return 1
     i1, i2 = int(np.argmin(np.abs(K - 1))), int(np.argmin(np.abs(K - 2)))

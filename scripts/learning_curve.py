@@ -72,7 +72,8 @@ def load_run(model_dir: Path, rescore: bool = False, series: str = "") -> Run:
         from vmat_monai.workflows.openkbp import openkbp_scores
 
         items = load_datalist(model_dir.parent / "data" / "datalist.json", "test")
-        run.dose_score, run.dvh_score = openkbp_scores(pred_dir, items)
+        scored = openkbp_scores(pred_dir, items)
+        run.dose_score, run.dvh_score = scored.dose_score, scored.dvh_score
         run.notes.append(f"scored from {pred_dir.name}")
     else:
         run.notes.append(f"no {scores} (pass --rescore to score {pred_dir.name})")

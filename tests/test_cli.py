@@ -100,3 +100,18 @@ def test_labelled_path_splits_where_the_folder_exists(tmp_path, monkeypatch):
     assert labelled_path("runs/plain") == ("", Path("runs/plain"))
     assert labelled_path("x=runs/missing") == ("x", Path("runs/missing"))  # none exists: the first "=", for the error
     assert labelled_path("runs/missing") == ("", Path("runs/missing"))
+
+
+def test_per_labelled_folder_measures_each_and_skips_the_bad_ones(tmp_path, monkeypatch, capsys):
+    from vmat_monai.cli.common import per_labelled_folder
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "n.txt").write_text(str(len(name) * 3))
+    results, failed = per_labelled_folder(
+        ["first=a", "b", "gone=missing"], lambda folder: int((folder / "n.txt").read_text())
+    )
+    assert results == {"first": 3, "b": 3}  # a plain folder is labelled by its path
+    assert len(failed) == 1 and failed[0].startswith("gone=missing: ")
+    assert "skipped gone=missing" in capsys.readouterr().err

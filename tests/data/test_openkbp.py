@@ -149,8 +149,14 @@ def test_convert_format_openkbp_to_case_folders_and_monai(openkbp_root, tmp_path
                 nib.Nifti1Image(pred.astype(np.float32), ref.affine),
                 str(tmp_path / "pred" / it["case_id"] / "dose_pred.nii.gz"),
             )
-        dose, dvh = openkbp_scores(tmp_path / "pred", items)
-        assert dose == pytest.approx(expected, abs=1e-5) and (dvh == pytest.approx(0.0, abs=1e-6)) == (shift == 0.0)
+        scored = openkbp_scores(tmp_path / "pred", items)
+        assert scored.dose_score == pytest.approx(expected, abs=1e-5)
+        assert (scored.dvh_score == pytest.approx(0.0, abs=1e-6)) == (shift == 0.0)
+        # +1 Gy everywhere in the mask: every region's error is +1 Gy, every DVH kind is 1 Gy hot
+        assert scored.regions["ME_far"] == pytest.approx(shift, abs=1e-5)
+        assert scored.regions["MAE_targets"] == pytest.approx(shift, abs=1e-5)
+        assert all(part["bias"] == pytest.approx(shift, abs=1e-4) for part in scored.dvh_parts.values())
+        assert json.loads(json.dumps(scored.record()))["dose_error_by_region"]["ME_falloff"] == pytest.approx(shift)
     # through MONAI (RAS): the left parotid lies at lower axis-0 index than the right
     d = Compose([LoadImaged("masks"), EnsureChannelFirstd("masks"), Orientationd("masks", axcodes="RAS")])(
         {"masks": str(out / "pt_1" / "masks.nii.gz")}
@@ -248,4 +254,6 @@ def test_the_job_scores_its_predictions_and_records_them(openkbp_root, tmp_path,
         2,
         "3 min",
     )
+    assert record["dose_error_by_region"]["MAE_falloff"] == 0.0
+    assert record["dvh_score_parts"]["target D95"]["mae"] == 0.0
     assert "pt_201" not in json.dumps(record)

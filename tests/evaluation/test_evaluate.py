@@ -45,6 +45,12 @@ def test_known_errors_are_measured(predictions):
     assert r["ME_body"] == pytest.approx(0.05 * body_mean, rel=1e-4)
     assert r["PTV70_D95_err"] == pytest.approx(0.05 * r["PTV70_D95_plan"], rel=1e-4)
     assert r["PTV70_MAE"] == pytest.approx(0.05 * case.plan[case.masks["PTV70"]].mean(), rel=1e-4)
+    # the regions by distance to the targets split the body: their voxel-weighted errors add up to the body's
+    shares = [r[f"share_{k}"] for k in ("targets", "falloff", "far")]
+    assert sum(shares) == pytest.approx(1.0) and min(shares) > 0
+    parts = sum(r[f"share_{k}"] * r[f"ME_{k}"] for k in ("targets", "falloff", "far"))
+    assert parts == pytest.approx(r["ME_body"], rel=1e-6)
+    assert r["ME_targets"] > r["ME_falloff"] > r["ME_far"] > 0  # 5 % of a dose that falls away from the targets
     # 5 % too hot: every voxel below 60 % of the maximum is within 3 % of the maximum (passes at
     # distance 0); the PTV plateau (> 90 % of the maximum) has no voxel nearby that is 2 % colder
     g, dmax = ev.gamma_map, case.plan.max()

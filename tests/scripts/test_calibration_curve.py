@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,15 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "calibration_curve.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("calibration_curve", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts import load_script
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
@@ -29,7 +20,7 @@ def _save(path: Path, arr: np.ndarray) -> None:
 def test_curve_of_known_errors_table_and_figure(tmp_path, monkeypatch, capsys):
     """Two cases, body half of the grid: errors of 0.5 and 1.5 Gy with sigma 1 Gy in equal parts
     give 50 % within 1 sd and 100 % within 2 sd; voxels outside the body do not count."""
-    mod = _module()
+    mod = load_script("calibration_curve")
     data, pred = tmp_path / "data", tmp_path / "pred"
     for case in ("case_a", "case_b"):
         plan = np.full((4, 4, 4), 60.0)
@@ -54,7 +45,7 @@ def test_curve_of_known_errors_table_and_figure(tmp_path, monkeypatch, capsys):
 
 
 def test_folder_without_uncertainty_is_named_with_advice(tmp_path):
-    mod = _module()
+    mod = load_script("calibration_curve")
     _save(tmp_path / "pred" / "case_a" / "dose_pred.nii.gz", np.ones((2, 2, 2)))
     with pytest.raises(FileNotFoundError, match="--samples N > 1"):
         mod.folder_curve(tmp_path / "pred", tmp_path / "data")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensemble_predictions.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("ensemble_predictions", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts import load_script
 
 
 def _write(folder: Path, cid: str, value: float, shape=(4, 5, 6)) -> None:
@@ -26,7 +18,7 @@ def _write(folder: Path, cid: str, value: float, shape=(4, 5, 6)) -> None:
 
 
 def test_mean_and_sd_of_the_cases_every_member_predicted(tmp_path):
-    mod = _module()
+    mod = load_script("ensemble_predictions")
     folders = [tmp_path / n for n in ("a", "b", "c")]
     for f, v in zip(folders, (10.0, 12.0, 17.0), strict=True):
         _write(f, "pt_1", v)

@@ -3,22 +3,12 @@ scores.json, the table and the figure."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "learning_curve.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("learning_curve", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclass looks its module up
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts import load_script
 
 
 def _model(work: Path, name: str, minutes: float, logs: list[list[tuple[int, float | None]]], scores=None) -> Path:
@@ -40,7 +30,7 @@ def _model(work: Path, name: str, minutes: float, logs: list[list[tuple[int, flo
 
 
 def test_curves_scores_table_and_figure(tmp_path, capsys, monkeypatch):
-    mod = _module()
+    mod = load_script("learning_curve")
     short = _model(tmp_path, "a20", 20, [[(0, None), (749, 6.5), (900, None)]], scores=(5.3, 4.2))
     # a resumed run: two CSV logs, the second continuing the steps
     long = _model(tmp_path, "a80", 80, [[(749, 6.2), (1000, None)], [(1499, 5.4), (2664, None)]])
@@ -60,7 +50,7 @@ def test_curves_scores_table_and_figure(tmp_path, capsys, monkeypatch):
 def test_series_are_separate_lines_of_scores(tmp_path, capsys, monkeypatch):
     """series=folder arguments: a configuration's runs form one line, sorted by budget; two
     configurations are never joined; the table names each run's series."""
-    mod = _module()
+    mod = load_script("learning_curve")
     a20 = _model(tmp_path, "a20", 20, [[(749, 6.5)]], scores=(5.3, 4.2))
     a120 = _model(tmp_path, "a120", 120, [[(749, 6.4)]], scores=(4.3, 3.1))
     b20 = _model(tmp_path, "b20", 20, [[(749, 6.0)]], scores=(5.0, 4.0))
@@ -76,7 +66,7 @@ def test_series_are_separate_lines_of_scores(tmp_path, capsys, monkeypatch):
 
 
 def test_a_folder_without_logs_is_named_and_the_others_go_on(tmp_path, capsys, monkeypatch):
-    mod = _module()
+    mod = load_script("learning_curve")
     good = _model(tmp_path, "a20", 20, [[(749, 6.5)]], scores=(5.3, 4.2))
     (tmp_path / "model-empty").mkdir()
     (tmp_path / "model-empty" / "training.json").write_text(json.dumps({"minutes": 5}))

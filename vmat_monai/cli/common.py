@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -12,7 +14,10 @@ __all__ = [
     "UserError",
     "batch_exit_code",
     "labelled_path",
+    "per_labelled_folder",
 ]
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,3 +45,21 @@ def labelled_path(item: str) -> tuple[str, Path]:
     cuts = [i for i, c in enumerate(item) if c == "="]
     at = next((i for i in cuts if Path(item[i + 1 :]).exists()), cuts[0])
     return item[:at], Path(item[at + 1 :])
+
+
+def per_labelled_folder(items: Iterable[str], measure: Callable[[Path], T]) -> tuple[dict[str, T], list[str]]:
+    """``{label: measure(folder)}`` over ``label=folder`` items (:func:`labelled_path`; a plain folder
+    is labelled by its path), and the items that failed (``"<item>: <why>"``, OSError or ValueError),
+    each also printed to stderr as skipped, so one bad folder does not stop the others."""
+    import sys
+
+    results: dict[str, T] = {}
+    failed: list[str] = []
+    for item in items:
+        label, folder = labelled_path(item)
+        try:
+            results[label or str(folder)] = measure(folder)
+        except (OSError, ValueError) as e:
+            failed.append(f"{item}: {e}")
+            print(f"skipped {item}: {e}", file=sys.stderr)
+    return results, failed

@@ -10,14 +10,16 @@ from typing import Any
 import numpy as np
 
 from vmat_monai.constraints import ConstraintVector
-from vmat_monai.metrics.dose_error import mean_absolute_error, mean_error
+from vmat_monai.metrics.dose_error import errors_by_target_distance, mean_absolute_error, mean_error
 from vmat_monai.metrics.dvh import DEFAULT_STATS, DVH, cumulative_dvh, dvh_statistics
 from vmat_monai.metrics.gamma import GammaOptions, gamma, pass_rate
 from vmat_monai.metrics.goals import GoalResult, evaluate_goals, goal_agreement
 from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
 from vmat_monai.structures import StructureSet, get_structure_set
 
-__all__ = ["CaseData", "CaseEvaluation", "evaluate_case", "load_case"]
+__all__ = ["FALLOFF_MM", "CaseData", "CaseEvaluation", "evaluate_case", "load_case"]
+
+FALLOFF_MM = 20.0  # the fall-off region: body voxels within this distance outside the targets, mm
 
 
 class EvaluationInputError(Exception):
@@ -115,6 +117,10 @@ def evaluate_case(case: CaseData, gamma_options: GammaOptions | None = None, wit
     row["ME_body"] = mean_error(case.pred, case.plan, case.body)
     row["dose_score"] = dose_score(case.pred, case.plan, case.body)  # possible-dose mask = body
     ok_targets = [t for t in sset.targets if t in case.masks]
+    union = np.zeros(case.plan.shape, dtype=bool)
+    for t in ok_targets:
+        union |= case.masks[t]
+    row.update(errors_by_target_distance(case.pred, case.plan, union, case.body, case.spacing, FALLOFF_MM))
     ref_kbp = dvh_metrics(case.plan, case.masks, case.spacing, ok_targets)
     pred_kbp = dvh_metrics(case.pred, case.masks, case.spacing, ok_targets)
     row["dvh_score"] = dvh_score([pred_kbp], [ref_kbp])

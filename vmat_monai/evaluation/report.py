@@ -26,6 +26,7 @@ import numpy as np
 from vmat_monai.atomic import write_csv_atomic, write_text_atomic
 from vmat_monai.evaluation.case_metrics import CaseEvaluation, EvaluationInputError, evaluate_case, load_case
 from vmat_monai.metrics.calibration import NORMAL_WITHIN, calibration, sigma_error_rank_correlation
+from vmat_monai.metrics.dose_error import TARGET_REGIONS
 from vmat_monai.metrics.gamma import GammaOptions
 
 __all__ = ["EvaluationSettings", "evaluate_predictions", "find_pairs"]
@@ -92,6 +93,8 @@ def _table(ev: CaseEvaluation, primary: str) -> list[tuple[str, str]]:
     fmt = [
         ("MAE body (Gy)", "MAE_body", "{:.2f}"),
         ("mean error body (Gy)", "ME_body", "{:+.2f}"),
+        ("MAE targets / fall-off / far (Gy)", None, None),
+        ("mean error targets / fall-off / far (Gy)", None, None),
         (f"{primary} D95 plan / pred (Gy)", None, None),
         (f"{primary} D95 error (Gy)", f"{primary}_D95_err", "{:+.2f}"),
         ("gamma pass rate (%)", "gamma_pass_rate", "{:.1f}"),
@@ -107,6 +110,9 @@ def _table(ev: CaseEvaluation, primary: str) -> list[tuple[str, str]]:
             out.append(
                 (label, f"{r.get(f'{primary}_D95_plan', np.nan):.2f} / {r.get(f'{primary}_D95_pred', np.nan):.2f}")
             )
+        elif key is None and "fall-off" in label:
+            stat, f = ("MAE", "{:.2f}") if label.startswith("MAE") else ("ME", "{:+.2f}")
+            out.append((label, " / ".join(f.format(r.get(f"{stat}_{k}", np.nan)) for k in TARGET_REGIONS)))
         elif key is None:
             out.append((label, f"{r['goals_pass_rate_plan']:.0f} / {r['goals_pass_rate_pred']:.0f}"))
         elif key in r:

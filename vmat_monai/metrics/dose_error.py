@@ -1,12 +1,22 @@
-"""Voxel-wise dose errors (Gy): mean absolute error and mean (signed) error inside a mask."""
+"""Voxel-wise dose errors (Gy): mean absolute error and mean (signed) error inside a mask, and
+split by distance to the targets (inside them, their dose fall-off, the low-dose rest)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["mean_absolute_error", "mean_error", "structure_errors"]
+__all__ = [
+    "TARGET_REGIONS",
+    "errors_by_target_distance",
+    "mean_absolute_error",
+    "mean_error",
+    "structure_errors",
+    "target_distance_regions",
+]
+
+TARGET_REGIONS = ("targets", "falloff", "far")
 
 
 def _masked(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -39,4 +49,51 @@ def structure_errors(pred: np.ndarray, ref: np.ndarray, masks: Mapping[str, np.n
     for name, m in masks.items():
         out[f"{name}_MAE"] = mean_absolute_error(pred, ref, m)
         out[f"{name}_ME"] = mean_error(pred, ref, m)
+    return out
+
+
+def target_distance_regions(
+    targets: np.ndarray, body: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = 20.0
+) -> dict[str, np.ndarray]:
+    """Body voxels by distance to the union of the targets (Euclidean, in mm on the voxel grid).
+
+    ``targets``: inside a target; ``falloff``: outside every target but within ``margin_mm`` of one
+    (where the dose falls from the prescription); ``far``: the rest of the body. Without target
+    voxels the first two are empty.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    t, b = np.asarray(targets) > 0, np.asarray(body) > 0
+    if t.shape != b.shape or len(spacing_mm) != t.ndim:
+        raise ValueError(f"targets {t.shape}, body {b.shape} and spacing {tuple(spacing_mm)} do not match")
+    near = np.zeros_like(t)
+    if t.any():
+        # the distance matters only within margin_mm: compute it on the targets' padded bounding box
+        idx = np.nonzero(t)
+        box = tuple(
+            slice(max(int(i.min()) - pad, 0), int(i.max()) + pad + 1)
+            for i, pad in zip(idx, (int(np.ceil(margin_mm / s)) + 1 for s in spacing_mm), strict=True)
+        )
+        near[box] = distance_transform_edt(~t[box], sampling=spacing_mm) <= margin_mm
+    return {"targets": t & b, "falloff": near & ~t & b, "far": b & ~near}
+
+
+def errors_by_target_distance(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    targets: np.ndarray,
+    body: np.ndarray,
+    spacing_mm: Sequence[float],
+    margin_mm: float = 20.0,
+) -> dict[str, float]:
+    """``MAE_<region>``, ``ME_<region>`` (Gy) and ``share_<region>`` (fraction of the body's voxels)
+    for the regions of :func:`target_distance_regions`; NaN errors for an empty region."""
+    regions = target_distance_regions(targets, body, spacing_mm, margin_mm)
+    n_body = max(int(sum(m.sum() for m in regions.values())), 1)
+    out: dict[str, float] = {}
+    for name in TARGET_REGIONS:
+        m = regions[name]
+        out[f"MAE_{name}"] = mean_absolute_error(pred, ref, m)
+        out[f"ME_{name}"] = mean_error(pred, ref, m)
+        out[f"share_{name}"] = float(m.sum()) / n_body
     return out

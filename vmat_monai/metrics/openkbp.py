@@ -9,6 +9,9 @@ Babier et al., Med. Phys. 48(9), 2021, and the challenge's evaluation code:
   ``100 - 100·n/N`` percentile where ``n = max(1, round(100 mm³ / voxel volume))`` voxels make up
   0.1 cc and N is the structure's voxel count.
 - DVH score: mean absolute difference over all (patient, structure, metric) values that exist.
+
+:func:`dvh_score_parts` splits the DVH score by kind of metric (targets' D99 / D95 / D1, organs'
+D_0.1cc / mean), with the signed mean, so a score can be read as "cold target edges" or "hot organs".
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["dose_score", "dvh_metrics", "dvh_score"]
+__all__ = ["DVH_KINDS", "dose_score", "dvh_metric_kind", "dvh_metrics", "dvh_score", "dvh_score_parts"]
+
+# metric-name suffix -> kind of DVH metric, in the order of the challenge's table
+DVH_KINDS = {
+    "_D_99": "target D99",
+    "_D_95": "target D95",
+    "_D_1": "target D1",
+    "_D_0.1_cc": "organ D0.1cc",
+    "_mean": "organ mean",
+}
 
 
 def dose_score(pred: np.ndarray, ref: np.ndarray, possible_dose_mask: np.ndarray) -> float:
@@ -71,3 +83,40 @@ def dvh_score(pred_metrics: Sequence[Mapping[str, float]], ref_metrics: Sequence
     if not diffs:
         raise ValueError("no DVH metric is present in both prediction and reference")
     return float(np.mean(diffs))
+
+
+def dvh_metric_kind(name: str) -> str:
+    """The kind of a :func:`dvh_metrics` name (``PTV70_D_95`` -> ``target D95``)."""
+    for suffix, kind in DVH_KINDS.items():
+        if name.endswith(suffix):
+            return kind
+    raise ValueError(f"{name!r} is not an OpenKBP DVH metric (suffixes: {', '.join(DVH_KINDS)})")
+
+
+def dvh_score_parts(
+    pred_metrics: Sequence[Mapping[str, float]], ref_metrics: Sequence[Mapping[str, float]]
+) -> dict[str, dict[str, float]]:
+    """The DVH score by kind of metric: ``{kind: {"mae", "bias", "n", "share"}}``.
+
+    ``mae``: mean |pred - ref| (Gy); ``bias``: mean (pred - ref) (Gy, positive: the prediction is
+    hot); ``n``: how many (patient, structure) values; ``share``: the kind's part of the DVH score
+    (the shares add up to 1, and the n-weighted ``mae`` to the score). Kinds without a value are left out.
+    """
+    errors: dict[str, list[float]] = {kind: [] for kind in DVH_KINDS.values()}
+    for p, r in zip(pred_metrics, ref_metrics, strict=True):
+        for k in r:
+            if k in p and np.isfinite(p[k]) and np.isfinite(r[k]):
+                errors[dvh_metric_kind(k)].append(p[k] - r[k])
+    total = sum(float(np.abs(e).sum()) for e in errors.values())
+    if not any(errors.values()):
+        raise ValueError("no DVH metric is present in both prediction and reference")
+    return {
+        kind: {
+            "mae": float(np.mean(np.abs(e))),
+            "bias": float(np.mean(e)),
+            "n": len(e),
+            "share": float(np.abs(e).sum() / total) if total > 0 else 0.0,
+        }
+        for kind, e in errors.items()
+        if e
+    }

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vmat_monai.atomic import write_text_atomic
 from vmat_monai.workflows.text import Report
 
-__all__ = ["OPENKBP_CONFIGS", "SCORES_FILE", "OpenKBPOptions", "OpenKBPResult", "openkbp_scores", "run_openkbp"]
+__all__ = [
+    "OPENKBP_CONFIGS",
+    "SCORES_FILE",
+    "OpenKBPOptions",
+    "OpenKBPResult",
+    "OpenKBPScores",
+    "openkbp_scores",
+    "run_openkbp",
+]
 
 OPENKBP_CONFIGS = "cpu,openkbp"
 SCORES_FILE = "scores.json"  # in the predictions folder: what the job scored, with what
@@ -72,6 +80,7 @@ class OpenKBPResult:
     training_summary: str
     configs: str
     prediction_dir: Path
+    breakdown: dict[str, Any] = field(default_factory=dict)
 
     def record(self, opts: OpenKBPOptions) -> dict[str, Any]:
         """The scores with the run's settings, as written to ``scores.json`` (no patient data)."""
@@ -85,20 +94,47 @@ class OpenKBPResult:
             "seed": opts.seed,
             "training": self.training_summary,
             "predict_seconds_per_patient": round(self.predict_seconds_per_patient, 2),
+            **self.breakdown,
         }
 
 
-def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> tuple[float, float]:
+@dataclass(frozen=True)
+class OpenKBPScores:
+    """The challenge's scores of a predictions folder and where they come from.
+
+    ``dvh_parts``: the DVH score by kind of metric (:func:`vmat_monai.metrics.openkbp.dvh_score_parts`);
+    ``regions``: the dose error inside the targets, in their fall-off (20 mm) and beyond, as the mean
+    over patients of :func:`vmat_monai.metrics.dose_error.errors_by_target_distance` on the
+    possible-dose mask (``MAE_<region>``, ``ME_<region>``, ``share_<region>``).
+    """
+
+    dose_score: float
+    dvh_score: float
+    dvh_parts: dict[str, dict[str, float]]
+    regions: dict[str, float]
+
+    def record(self) -> dict[str, Any]:
+        """The breakdown as written to ``scores.json`` (rounded to 0.001)."""
+        return {
+            "dvh_score_parts": {k: {n: round(x, 3) for n, x in v.items()} for k, v in self.dvh_parts.items()},
+            "dose_error_by_region": {k: round(v, 3) for k, v in self.regions.items()},
+        }
+
+
+def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> OpenKBPScores:
     """The challenge's dose score (mean over patients of the MAE in the possible-dose mask, Gy) and
     DVH score (pooled over patients, Gy) of ``pred_dir/<case_id>/dose_pred.nii.gz`` against the
-    datalist ``items`` (any predictions folder: one model, an ensemble, another tool's NIfTI)."""
+    datalist ``items`` (any predictions folder: one model, an ensemble, another tool's NIfTI), with
+    their breakdown (:class:`OpenKBPScores`)."""
     import nibabel as nib
     import numpy as np
 
-    from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
+    from vmat_monai.evaluation.case_metrics import FALLOFF_MM
+    from vmat_monai.metrics.dose_error import errors_by_target_distance
+    from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score, dvh_score_parts
     from vmat_monai.structures import OPENKBP_HN
 
-    scores, pred_m, ref_m = [], [], []
+    scores, pred_m, ref_m, regions = [], [], [], []
     targets = list(OPENKBP_HN.targets)
     for it in items:
         pred = np.asarray(nib.load(str(Path(pred_dir) / it["case_id"] / "dose_pred.nii.gz")).dataobj)
@@ -110,7 +146,15 @@ def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> tuple[float, 
         scores.append(dose_score(pred, ref, pdm))
         pred_m.append(dvh_metrics(pred, masks, vox, targets))
         ref_m.append(dvh_metrics(ref, masks, vox, targets))
-    return float(np.mean(scores)), float(dvh_score(pred_m, ref_m))
+        union = np.any([masks[t] for t in targets], axis=0)
+        regions.append(errors_by_target_distance(pred, ref, union, pdm, vox, FALLOFF_MM))
+    region_means = {k: float(np.nanmean([r[k] for r in regions])) for k in regions[0]} if regions else {}
+    return OpenKBPScores(
+        dose_score=float(np.mean(scores)),
+        dvh_score=float(dvh_score(pred_m, ref_m)),
+        dvh_parts=dvh_score_parts(pred_m, ref_m),
+        regions=region_means,
+    )
 
 
 def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
@@ -153,11 +197,12 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     t0 = time.perf_counter()
     predictor.predict_items(items, pred_dir)
     predict_s = (time.perf_counter() - t0) / max(len(items), 1)
-    mean_dose_score, pooled_dvh_score = openkbp_scores(pred_dir, items)
+    scored = openkbp_scores(pred_dir, items)
     record = json.loads((model_dir / "training.json").read_text())
     result = OpenKBPResult(
-        dose_score=mean_dose_score,
-        dvh_score=pooled_dvh_score,
+        dose_score=scored.dose_score,
+        dvh_score=scored.dvh_score,
+        breakdown=scored.record(),
         n_patients=len(items),
         conversion=conv,
         convert_seconds=convert_s,

@@ -7,11 +7,12 @@ the patient's left, y towards posterior, z towards the head.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Grid"]
+__all__ = ["Grid", "expand_mask"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,22 @@ class Grid:
         p = np.asarray(pts, dtype=np.float64)
         idx = (p - np.asarray(self.origin)) / np.asarray(self.spacing)
         return idx[..., ::-1]
+
+
+def expand_mask(mask: np.ndarray, spacing_mm: Sequence[float], margin_mm: float) -> np.ndarray:
+    """Isotropic expansion of a boolean ``mask`` by ``margin_mm`` (exact Euclidean distance with
+    ``spacing_mm`` given in the array's axis order), computed on the mask's padded bounding box."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask.copy()
+    sp = np.asarray(spacing_mm, dtype=float)
+    pad = np.ceil(margin_mm / sp).astype(int) + 1
+    nz = np.nonzero(mask)
+    lo = np.maximum(np.array([a.min() for a in nz]) - pad, 0)
+    hi = np.minimum(np.array([a.max() + 1 for a in nz]) + pad, mask.shape)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    dist = ndimage.distance_transform_edt(~mask[sl], sampling=sp)
+    out = np.zeros_like(mask)
+    out[sl] = dist <= margin_mm
+    return out

@@ -17,9 +17,7 @@ from vmat_monai.metrics.goals import GoalResult, evaluate_goals, goal_agreement
 from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score
 from vmat_monai.structures import StructureSet, get_structure_set
 
-__all__ = ["FALLOFF_MM", "CaseData", "CaseEvaluation", "evaluate_case", "load_case"]
-
-FALLOFF_MM = 20.0  # the fall-off region: body voxels within this distance outside the targets, mm
+__all__ = ["CaseData", "CaseEvaluation", "evaluate_case", "load_case"]
 
 
 class EvaluationInputError(Exception):
@@ -120,7 +118,7 @@ def evaluate_case(case: CaseData, gamma_options: GammaOptions | None = None, wit
     union = np.zeros(case.plan.shape, dtype=bool)
     for t in ok_targets:
         union |= case.masks[t]
-    row.update(errors_by_target_distance(case.pred, case.plan, union, case.body, case.spacing, FALLOFF_MM))
+    row.update(errors_by_target_distance(case.pred, case.plan, union, case.body, case.spacing))
     ref_kbp = dvh_metrics(case.plan, case.masks, case.spacing, ok_targets)
     pred_kbp = dvh_metrics(case.pred, case.masks, case.spacing, ok_targets)
     row["dvh_score"] = dvh_score([pred_kbp], [ref_kbp])

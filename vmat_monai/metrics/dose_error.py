@@ -7,7 +7,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from vmat_monai.geometry import expand_mask
+
 __all__ = [
+    "FALLOFF_MM",
     "TARGET_REGIONS",
     "errors_by_target_distance",
     "mean_absolute_error",
@@ -17,6 +20,7 @@ __all__ = [
 ]
 
 TARGET_REGIONS = ("targets", "falloff", "far")
+FALLOFF_MM = 20.0  # the fall-off region: body voxels within this distance outside the targets, mm
 
 
 def _masked(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +57,7 @@ def structure_errors(pred: np.ndarray, ref: np.ndarray, masks: Mapping[str, np.n
 
 
 def target_distance_regions(
-    targets: np.ndarray, body: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = 20.0
+    targets: np.ndarray, body: np.ndarray, spacing_mm: Sequence[float], margin_mm: float = FALLOFF_MM
 ) -> dict[str, np.ndarray]:
     """Body voxels by distance to the union of the targets (Euclidean, in mm on the voxel grid).
 
@@ -61,20 +65,10 @@ def target_distance_regions(
     (where the dose falls from the prescription); ``far``: the rest of the body. Without target
     voxels the first two are empty.
     """
-    from scipy.ndimage import distance_transform_edt
-
     t, b = np.asarray(targets) > 0, np.asarray(body) > 0
     if t.shape != b.shape or len(spacing_mm) != t.ndim:
         raise ValueError(f"targets {t.shape}, body {b.shape} and spacing {tuple(spacing_mm)} do not match")
-    near = np.zeros_like(t)
-    if t.any():
-        # the distance matters only within margin_mm: compute it on the targets' padded bounding box
-        idx = np.nonzero(t)
-        box = tuple(
-            slice(max(int(i.min()) - pad, 0), int(i.max()) + pad + 1)
-            for i, pad in zip(idx, (int(np.ceil(margin_mm / s)) + 1 for s in spacing_mm), strict=True)
-        )
-        near[box] = distance_transform_edt(~t[box], sampling=spacing_mm) <= margin_mm
+    near = expand_mask(t, spacing_mm, margin_mm)
     return {"targets": t & b, "falloff": near & ~t & b, "far": b & ~near}
 
 
@@ -84,7 +78,7 @@ def errors_by_target_distance(
     targets: np.ndarray,
     body: np.ndarray,
     spacing_mm: Sequence[float],
-    margin_mm: float = 20.0,
+    margin_mm: float = FALLOFF_MM,
 ) -> dict[str, float]:
     """``MAE_<region>``, ``ME_<region>`` (Gy) and ``share_<region>`` (fraction of the body's voxels)
     for the regions of :func:`target_distance_regions`; NaN errors for an empty region."""

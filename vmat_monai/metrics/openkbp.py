@@ -74,15 +74,26 @@ def dvh_metrics(
 
 def dvh_score(pred_metrics: Sequence[Mapping[str, float]], ref_metrics: Sequence[Mapping[str, float]]) -> float:
     """Mean |pred - ref| over every metric present in both, pooled over patients, Gy."""
-    diffs = [
-        abs(p[k] - r[k])
+    return float(np.mean(np.abs([e for _, e in _paired_errors(pred_metrics, ref_metrics)])))
+
+
+def _paired_errors(
+    pred_metrics: Sequence[Mapping[str, float]], ref_metrics: Sequence[Mapping[str, float]]
+) -> list[tuple[str, float]]:
+    """(metric name, pred - ref) for every metric finite in both, pooled over patients.
+
+    Raises:
+        ValueError: when no metric is present in both.
+    """
+    errors = [
+        (k, p[k] - r[k])
         for p, r in zip(pred_metrics, ref_metrics, strict=True)
         for k in r
         if k in p and np.isfinite(p[k]) and np.isfinite(r[k])
     ]
-    if not diffs:
+    if not errors:
         raise ValueError("no DVH metric is present in both prediction and reference")
-    return float(np.mean(diffs))
+    return errors
 
 
 def dvh_metric_kind(name: str) -> str:
@@ -103,13 +114,9 @@ def dvh_score_parts(
     (the shares add up to 1, and the n-weighted ``mae`` to the score). Kinds without a value are left out.
     """
     errors: dict[str, list[float]] = {kind: [] for kind in DVH_KINDS.values()}
-    for p, r in zip(pred_metrics, ref_metrics, strict=True):
-        for k in r:
-            if k in p and np.isfinite(p[k]) and np.isfinite(r[k]):
-                errors[dvh_metric_kind(k)].append(p[k] - r[k])
+    for k, e in _paired_errors(pred_metrics, ref_metrics):
+        errors[dvh_metric_kind(k)].append(e)
     total = sum(float(np.abs(e).sum()) for e in errors.values())
-    if not any(errors.values()):
-        raise ValueError("no DVH metric is present in both prediction and reference")
     return {
         kind: {
             "mae": float(np.mean(np.abs(e))),

@@ -129,7 +129,6 @@ def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> OpenKBPScores
     import nibabel as nib
     import numpy as np
 
-    from vmat_monai.evaluation.case_metrics import FALLOFF_MM
     from vmat_monai.metrics.dose_error import errors_by_target_distance
     from vmat_monai.metrics.openkbp import dose_score, dvh_metrics, dvh_score, dvh_score_parts
     from vmat_monai.structures import OPENKBP_HN
@@ -147,7 +146,7 @@ def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> OpenKBPScores
         pred_m.append(dvh_metrics(pred, masks, vox, targets))
         ref_m.append(dvh_metrics(ref, masks, vox, targets))
         union = np.any([masks[t] for t in targets], axis=0)
-        regions.append(errors_by_target_distance(pred, ref, union, pdm, vox, FALLOFF_MM))
+        regions.append(errors_by_target_distance(pred, ref, union, pdm, vox))
     region_means = {k: float(np.nanmean([r[k] for r in regions])) for k in regions[0]} if regions else {}
     return OpenKBPScores(
         dose_score=float(np.mean(scores)),

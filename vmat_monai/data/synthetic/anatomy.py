@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from vmat_monai.geometry import Grid
+from vmat_monai.geometry import Grid, expand_mask
 
 __all__ = ["PelvisParams", "Phantom", "rasterise", "sample_pelvis"]
 
@@ -284,19 +283,8 @@ class Phantom:
 
 
 def _expand(mask: np.ndarray, grid: Grid, margin_mm: float) -> np.ndarray:
-    """Isotropic expansion of ``mask`` by ``margin_mm`` (exact Euclidean, physical spacing)."""
-    if not mask.any():
-        return mask.copy()
-    sp = np.array(grid.spacing[::-1])  # (z, y, x)
-    pad = np.ceil(margin_mm / sp).astype(int) + 1
-    nz = np.nonzero(mask)
-    lo = np.maximum(np.array([a.min() for a in nz]) - pad, 0)
-    hi = np.minimum(np.array([a.max() + 1 for a in nz]) + pad, mask.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    dist = ndimage.distance_transform_edt(~mask[sl], sampling=sp)
-    out = np.zeros_like(mask)
-    out[sl] = dist <= margin_mm
-    return out
+    """Isotropic expansion of ``mask`` (indexed [z, y, x] on ``grid``) by ``margin_mm``."""
+    return expand_mask(mask, grid.spacing[::-1], margin_mm)
 
 
 def rasterise(

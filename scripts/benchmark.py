@@ -268,7 +268,7 @@ if loss_kind == "mae":
 else:
     loss = CombinedDoseLoss(
         {"mae": DoseMAELoss(body_only=True), "gradient": GradientLoss(), "asymmetric_ptv": AsymmetricPTVLoss([0, 1, 2]),
-         "dvh": DVHLoss([0, 1, 2], list(range(3, 10)), temperature_gy=1.0)},
+         "dvh": DVHLoss([0, 1, 2], list(range(3, 10)), [70.0, 63.0, 56.0], temperature_gy=1.0)},
         {"mae": 1.0, "gradient": 0.5, "asymmetric_ptv": 0.5, "dvh": 0.1})
 cl = mode in ("channels_last", "both")
 if cl:

@@ -80,20 +80,22 @@ def test_structure_weighted_loss_weights_and_value():
     assert loss(pred, target, masks=masks).item() == pytest.approx((9 + 1 + 1 + 2 + 2 + 2 + 1) / 12)
 
 
-def _dvh_reference(loss: DVHLoss, pred, target, masks, rx):
-    """The DVH loss by its definition: soft volumes over the whole patch, one threshold at a time."""
+def _dvh_reference(loss: DVHLoss, pred, target, masks, rx, target_levels):
+    """The DVH loss by its definition: soft volumes over the whole patch, one structure and one
+    threshold at a time; a target's thresholds are fractions of its own level (Rx × level / top level)."""
     shape = (-1, 1, 1, 1, 1)
     p, t = pred * rx.view(shape), target * rx.view(shape)
+    top = max(target_levels)
+    terms = [(c, [rx * (lv / top) * f for f in loss.tf], True) for c, lv in zip(loss.t, target_levels, strict=True)]
     num, den = 0.0, 0.0
-    for channels, thresholds, under in ((loss.t, [rx * f for f in loss.tf], True), (loss.o, loss.og, False)):
-        for c in channels:
-            m = masks[:, c : c + 1]
-            present = (m.flatten(1).sum(1) > 0).float()
-            for thr in thresholds:
-                thr = thr if torch.is_tensor(thr) else torch.full_like(rx, thr)
-                vp, vt = loss.soft_volume(p, m, thr), loss.soft_volume(t, m, thr)
-                num = num + ((torch.relu(vt - vp) if under else torch.relu(vp - vt)) * present).sum()
-                den = den + present.sum()
+    for c, thresholds, under in terms + [(c, loss.og, False) for c in loss.o]:
+        m = masks[:, c : c + 1]
+        present = (m.flatten(1).sum(1) > 0).float()
+        for thr in thresholds:
+            thr = thr if torch.is_tensor(thr) else torch.full_like(rx, thr)
+            vp, vt = loss.soft_volume(p, m, thr), loss.soft_volume(t, m, thr)
+            num = num + ((torch.relu(vt - vp) if under else torch.relu(vp - vt)) * present).sum()
+            den = den + present.sum()
     return num / max(float(den), 1.0)
 
 
@@ -107,14 +109,36 @@ def test_dvh_loss_on_structure_voxels_equals_its_definition():
     masks[:, 1] *= torch.rand(2, 12, 10, 8)  # interpolated (soft) mask values
     masks[1, 3] = 0  # an organ absent from the second patch
     rx = torch.tensor([70.0, 54.0])
-    loss = DVHLoss([0, 1], [2, 3], temperature_gy=2.0)
+    loss = DVHLoss([0, 1], [2, 3], target_levels=[70.0, 56.0], temperature_gy=2.0)
     got = loss(pred, target, masks=masks, rx_gy=rx)
     (g_fast,) = torch.autograd.grad(got, pred)
-    want = _dvh_reference(loss, pred, target, masks, rx)
+    want = _dvh_reference(loss, pred, target, masks, rx, [70.0, 56.0])
     (g_ref,) = torch.autograd.grad(want, pred)
     assert float(got) == pytest.approx(float(want), rel=1e-5)
     assert float(got) > 0 and torch.allclose(g_fast, g_ref, rtol=1e-4, atol=1e-9)
     assert float(loss(pred, target, masks=torch.zeros_like(masks), rx_gy=rx)) == 0.0  # no structure: no loss
+
+
+def test_dvh_loss_holds_each_target_at_its_own_prescription():
+    """A secondary target (56 of 70 Gy) planned uniformly at its level and predicted 5 Gy cold costs
+    what the primary target does 5 Gy cold at 70 Gy; without its level (every target at Rx) the
+    thresholds lie 9-14 Gy above its plan dose and the cold prediction went unpenalised."""
+    rx = torch.tensor([70.0])
+    masks = torch.zeros(1, 2, 2, 1, 1)
+    masks[0, 0, 0], masks[0, 1, 1] = 1, 1  # voxel 0 in PTV70, voxel 1 in PTV56
+    plan = torch.tensor([70.0, 56.0]).view(1, 1, 2, 1, 1) / 70
+    loss = DVHLoss([0, 1], [], target_levels=[70.0, 56.0], target_fractions=(1.0,), temperature_gy=1.0)
+    cold56, cold70 = plan.clone(), plan.clone()
+    cold56[0, 0, 1] = 51 / 70
+    cold70[0, 0, 0] = 65 / 70
+    expected = (0.5 - 1 / (1 + math.exp(5))) / 2  # one of two (target, threshold) terms
+    assert loss(cold56, plan, masks=masks, rx_gy=rx).item() == pytest.approx(expected, rel=1e-5)
+    assert loss(cold70, plan, masks=masks, rx_gy=rx).item() == pytest.approx(expected, rel=1e-5)
+    assert loss(plan, plan, masks=masks, rx_gy=rx).item() == 0.0
+    flat = DVHLoss([0, 1], [], target_fractions=(1.0,), temperature_gy=1.0)  # both targets at Rx
+    assert flat(cold56, plan, masks=masks, rx_gy=rx).item() < 1e-5
+    with pytest.raises(ValueError, match="target_levels"):
+        DVHLoss([0, 1], [], target_levels=[70.0])
 
 
 def test_dvh_loss_known_values():

@@ -159,12 +159,17 @@ class DVHLoss(nn.Module):
 
     The soft volume V(d) = mean over a structure of sigmoid((dose - d) / temperature_gy). Targets
     are penalised where the prediction covers less than the plan at each threshold (under-dosage,
-    which is what lowers D95); organs where the prediction irradiates more than the plan.
+    which is what lowers D95); organs where the prediction irradiates more than the plan. Each
+    target's thresholds are fractions of its own prescription: the case's Rx (``rx_gy``, the
+    primary target's) times the target's level relative to the highest of ``target_levels``.
 
     Args:
         target_channels: mask channels of the targets.
         organ_channels: mask channels of the organs.
-        target_fractions: thresholds for targets as fractions of Rx (e.g. 0.95, 1.0).
+        target_levels: the targets' prescribed doses in ``target_channels`` order (any unit, only
+            the ratios to the highest matter; e.g. 70, 63, 56 Gy: PTV56's thresholds are 0.8 × Rx
+            times ``target_fractions``). None: every target is prescribed the case's Rx.
+        target_fractions: thresholds for targets as fractions of their prescription (e.g. 0.95, 1.0).
         organ_thresholds_gy: thresholds for organs, Gy.
         temperature_gy: sigmoid width, Gy (sharp in Gy whatever the prescription).
     """
@@ -173,12 +178,19 @@ class DVHLoss(nn.Module):
         self,
         target_channels: Sequence[int],
         organ_channels: Sequence[int],
+        target_levels: Sequence[float] | None = None,
         target_fractions: Sequence[float] = (0.93, 0.95, 0.97, 1.0),
         organ_thresholds_gy: Sequence[float] = (20.0, 30.0, 40.0, 50.0, 60.0, 65.0, 70.0),
         temperature_gy: float = 1.0,
     ) -> None:
         super().__init__()
         self.t, self.o = list(target_channels), list(organ_channels)
+        levels = [1.0] * len(self.t) if target_levels is None else [float(v) for v in target_levels]
+        if len(levels) != len(self.t) or (levels and min(levels) <= 0):
+            raise ValueError(
+                f"target_levels {list(target_levels or [])} must give one positive dose per target channel {self.t}"
+            )
+        self.t_rel = [v / max(levels) for v in levels] if levels else []  # each target's Rx / the case's Rx
         self.tf = list(target_fractions)
         self.og = list(organ_thresholds_gy)
         self.temp = float(temperature_gy)
@@ -226,19 +238,21 @@ class DVHLoss(nn.Module):
         p, t = pred * rx.view(shape), target.to(pred.dtype) * rx.view(shape)
         fractions = torch.as_tensor(self.tf, dtype=pred.dtype, device=pred.device)
         organ = torch.as_tensor(self.og, dtype=pred.dtype, device=pred.device).expand(rx.shape[0], -1)
+        # (channel, its thresholds (B, K), penalise under-dosage?): targets at their own prescription
+        terms = [(c, rx[:, None] * (rel * fractions), True) for c, rel in zip(self.t, self.t_rel, strict=True)]
+        terms += [(c, organ, False) for c in self.o]
         num = pred.new_zeros(())
         den = pred.new_zeros(())
-        for channels, thresholds, under in ((self.t, rx[:, None] * fractions, True), (self.o, organ, False)):
+        for c, thresholds, under in terms:
             if thresholds.shape[1] == 0:
                 continue
-            for c in channels:
-                m = masks[:, c : c + 1]
-                vp, vt = self._soft_volumes(p, t, m, thresholds)
-                # targets: the prediction covers less than the plan; organs: it irradiates more
-                term = F.relu(vt - vp) if under else F.relu(vp - vt)
-                present = (m.flatten(1).sum(1) > 0).to(pred.dtype)[:, None]
-                num = num + (term * present).sum()
-                den = den + present.sum() * thresholds.shape[1]
+            m = masks[:, c : c + 1]
+            vp, vt = self._soft_volumes(p, t, m, thresholds)
+            # targets: the prediction covers less than the plan; organs: it irradiates more
+            term = F.relu(vt - vp) if under else F.relu(vp - vt)
+            present = (m.flatten(1).sum(1) > 0).to(pred.dtype)[:, None]
+            num = num + (term * present).sum()
+            den = den + present.sum() * thresholds.shape[1]
         return num / den.clamp_min(1.0)
 
 

@@ -196,7 +196,9 @@ def test_openkbp_config_gives_each_case_its_recorded_beams(bundle):
 @pytest.mark.parametrize("lever", sorted(p.name for p in (ROOT / "scripts" / "levers").glob("*.json")))
 def test_every_lever_builds_the_module_it_documents(lever):
     """Each lever of scripts/levers (the commands of docs/EXPERIMENTS.md) stacks on the CPU and OpenKBP
-    configs and builds its network, loss and training module; its keys reach the resolved config."""
+    configs and builds its network, loss and training module; its keys reach the resolved config. The
+    OpenKBP job and ``vmat-monai predict`` stack the same lever on the inference configs, so it must
+    build the network there too (a key under a training-only object, e.g. ``datamodule#...``, fails)."""
     from monai.bundle import ConfigParser
     from torch import nn
 
@@ -213,6 +215,24 @@ def test_every_lever_builds_the_module_it_documents(lever):
             assert parser[key] == value, f"{lever}: {key}"
     if "loss" in lever_config:
         assert set(module.loss.losses) == set(lever_config["loss"]["losses"])
+    inference = ConfigParser()
+    inference.read_config(config_files("inference", f"cpu,openkbp,{path}"))
+    assert isinstance(inference.get_parsed_content("network"), nn.Module)
+
+
+@pytest.mark.parametrize("bundle", ["vmat_dose_unet", "vmat_dose_diffusion"])
+def test_patch_centres_in_body_reaches_the_data_module(bundle):
+    """Both bundles' data modules centre the off-target patches anywhere by default and inside the
+    body with the lever (the bundle key ``patch_centres_in_body``)."""
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files
+
+    lever = ROOT / "scripts" / "levers" / "centres_in_body.json"
+    for configs, expected in (("cpu,openkbp", False), (f"cpu,openkbp,{lever}", True)):
+        parser = ConfigParser()
+        parser.read_config(config_files("train", configs, bundle))
+        assert parser.get_parsed_content("datamodule").centres_in_body is expected, configs
 
 
 @pytest.fixture(scope="module")

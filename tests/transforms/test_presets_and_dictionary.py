@@ -143,6 +143,35 @@ def test_rotation_turns_every_channel_together_about_the_long_axis(case):
         train_transforms(TARGETS, PAIRS, rotate_deg=-5)
 
 
+def test_patches_off_the_targets_can_be_centred_in_the_body(tmp_path):
+    """A 40³ volume whose body is an 8³ block in the middle: with ``centres_in_body`` every patch
+    that is not centred on a target is centred on a body voxel (its centre voxel, index 4 of an 8³
+    patch, is body); without it most such patches hold no body at all (the block is 0.8 % of the
+    volume and of the patch centres' range)."""
+    grid = Grid((0.0, 0.0, 0.0), (2.5, 2.5, 2.5), (40, 40, 40))
+    body = np.zeros(grid.shape, np.uint8)
+    body[16:24, 16:24, 16:24] = 1
+    masks = np.zeros((PROSTATE_SIB.n_channels, *grid.shape), np.uint8)
+    masks[TARGETS[0], 19:21, 19:21, 19:21] = 1
+    files = {"ct": (np.zeros(grid.shape), np.int16), "dose": (body * 70.0, np.float32)}
+    files |= {"masks": (masks, np.uint8), "body": (body, np.uint8)}
+    for name, (arr, dt) in files.items():
+        save_nifti(arr, grid, tmp_path / f"{name}.nii.gz", dt)
+    item = {k: str(tmp_path / f"{f}.nii.gz") for k, f in (("image", "ct"), ("dose", "dose"), ("masks", "masks"))}
+    item |= {"body": str(tmp_path / "body.nii.gz"), "constraints": [1.0] * 13, "prescription_gy": 70.0}
+    kw = {"patch_size": (8, 8, 8), "num_samples": 8, "pos_fraction": 0.0, "flip_prob": 0.0}
+    inside, anywhere = (train_transforms(TARGETS, PAIRS, centres_in_body=c, **kw) for c in (True, False))
+    empty = 0
+    for seed in range(4):
+        inside.set_random_state(seed)
+        anywhere.set_random_state(seed)
+        for patch in inside(dict(item)):
+            assert patch["body"][0, 4, 4, 4] == 1
+            assert np.asarray(patch["masks"][TARGETS[0]])[4, 4, 4] == 0  # not centred on the target
+        empty += sum(int(patch["body"].sum() == 0) for patch in anywhere(dict(item)))
+    assert empty > 16  # of 32 patches
+
+
 def test_left_right_flip_after_ras_keeps_channel_meaning(case):
     """Femur_L (small) sits at the patient's left = negative RAS x = low index on axis 0."""
     d = inference_transforms(TARGETS, pixdim=(2.5, 2.5, 2.5))(dict(case))

@@ -65,6 +65,8 @@ class DoseDataModule(pl.LightningDataModule):
         cache: ``memory``, ``disk``, ``memory+disk`` or ``none`` (see vmat_monai.data.datasets).
         cache_dir: folder of the disk cache.
         pos_fraction: share of patches centred on targets.
+        centres_in_body: the patches not centred on a target are centred on a voxel of the body
+            (for OpenKBP: the possible-dose mask) instead of anywhere in the volume.
         rotate_deg: random rotation of each training patch about the S-I axis, up to ± this many
             degrees (0: none; see :func:`~vmat_monai.transforms.train_transforms`).
         cache_workers: threads that fill the memory cache (default: the CPU count, at most 4).
@@ -82,6 +84,7 @@ class DoseDataModule(pl.LightningDataModule):
         cache: str = "memory",
         cache_dir: str | Path | None = None,
         pos_fraction: float = 2 / 3,
+        centres_in_body: bool = False,
         rotate_deg: float = 0.0,
         cache_workers: int | None = None,
     ) -> None:
@@ -92,6 +95,7 @@ class DoseDataModule(pl.LightningDataModule):
         self.patch_size, self.num_samples, self.batch_size = tuple(patch_size), num_samples, batch_size
         self.pixdim, self.num_workers = tuple(pixdim), num_workers
         self.cache, self.cache_dir, self.pos_fraction = cache, cache_dir, pos_fraction
+        self.centres_in_body = bool(centres_in_body)
         self.rotate_deg = float(rotate_deg)
         self.train_ds = self.val_ds = None
 
@@ -106,6 +110,7 @@ class DoseDataModule(pl.LightningDataModule):
                 patch_size=self.patch_size,
                 num_samples=self.num_samples,
                 pos_fraction=self.pos_fraction,
+                centres_in_body=self.centres_in_body,
                 pixdim=self.pixdim,
                 rotate_deg=self.rotate_deg,
                 constraint_pairs=self.inputs.constraint_pairs,

@@ -146,6 +146,7 @@ def train_transforms(
     patch_size: Sequence[int] = DEFAULT_PATCH,
     num_samples: int = 2,
     pos_fraction: float = 2 / 3,
+    centres_in_body: bool = False,
     flip_prob: float = 0.5,
     pixdim: Sequence[float] = DEFAULT_PIXDIM,
     sdf_margin_mm: float = 150.0,
@@ -168,6 +169,9 @@ def train_transforms(
         patch_size: patch size in voxels (default 128³).
         num_samples: patches drawn per volume.
         pos_fraction: share of patches centred on a target voxel (the rest anywhere else).
+        centres_in_body: True: the patches not centred on a target are centred on a voxel of
+            ``body`` (for OpenKBP the possible-dose mask), so none is spent on the air around the
+            patient; False: anywhere in the volume outside the targets.
         flip_prob: probability of a left-right flip.
         pixdim: resampled voxel size, mm.
         sdf_margin_mm: signed-distance clipping distance, mm.
@@ -223,6 +227,9 @@ def train_transforms(
                 pos=pos_fraction,
                 neg=1 - pos_fraction,
                 num_samples=num_samples,
+                # the non-target centres only where body > 0
+                image_key="body" if centres_in_body else None,
+                image_threshold=0,
             ),
             CastToTyped([k for k in keys if k in compact], dtype=torch.float32),
             RandFlipPairsd(

@@ -28,6 +28,7 @@ __all__ = [
     "bundle_for_checkpoint",
     "config_entries",
     "config_files",
+    "inference_parser",
     "predictor_from_bundle",
     "sampling_overrides",
     "save_model_weights",
@@ -105,6 +106,26 @@ def save_model_weights(trainer: Any, network: nn.Module, path: str | Path) -> Pa
     return Path(path)
 
 
+def inference_parser(configs: str | None = "cpu", bundle: str = BUNDLE_NAME) -> Any:
+    """A MONAI ``ConfigParser`` of ``bundle``'s ``inference.json`` + ``configs``, read as MONAI stacks
+    files (later keys win, ``a#b`` sets inside ``a``), except that a key inside an object that the
+    inference configs do not have (a training lever's ``loss#weights#dvh``) is skipped: the same lever
+    files serve training and prediction (MONAI's own reader fails on such a key)."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.reference_resolver import ReferenceResolver
+    from monai.bundle.utils import ID_SEP_KEY
+
+    files = config_files("inference", configs, bundle)
+    parser = ConfigParser(ConfigParser.load_config_file(files[0]))
+    for f in files[1:]:
+        for key, value in ConfigParser.load_config_file(f).items():
+            root = ReferenceResolver.normalize_id(key).split(ID_SEP_KEY, 1)[0]  # '#' or '::'
+            if root != key and root not in parser:
+                continue
+            parser[key] = value
+    return parser
+
+
 def predictor_from_bundle(
     ckpt_path: str | Path,
     configs: str | None = "cpu",
@@ -115,10 +136,8 @@ def predictor_from_bundle(
     """A :class:`~vmat_monai.engine.predict.DosePredictor` built by ``bundle``'s ``inference.json``
     (+ ``configs``, + ``overrides`` of config ids), loading ``ckpt_path`` (a Lightning checkpoint or
     ``models/model.pt``); ``predictor_kwargs`` override the predictor's arguments."""
-    from monai.bundle import ConfigParser
 
-    parser = ConfigParser()
-    parser.read_config(config_files("inference", configs, bundle))
+    parser = inference_parser(configs, bundle)
     for k, v in {**(overrides or {}), "ckpt_path": str(ckpt_path)}.items():
         parser[k] = v
     for k, v in predictor_kwargs.items():

@@ -136,7 +136,6 @@ def predictor_from_bundle(
     """A :class:`~vmat_monai.engine.predict.DosePredictor` built by ``bundle``'s ``inference.json``
     (+ ``configs``, + ``overrides`` of config ids), loading ``ckpt_path`` (a Lightning checkpoint or
     ``models/model.pt``); ``predictor_kwargs`` override the predictor's arguments."""
-
     parser = inference_parser(configs, bundle)
     for k, v in {**(overrides or {}), "ckpt_path": str(ckpt_path)}.items():
         parser[k] = v

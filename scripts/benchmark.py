@@ -604,8 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         dest="lever",
         default="",
-        help="--only openkbp: more bundle configs (names or JSON paths, comma-separated) on top of cpu,openkbp "
-        "(lever study; model and predictions go to runs/openkbp/model-<stems>)",
+        help="--only openkbp: more bundle configs (names or JSON paths, comma-separated) on top of the job's default "
+        "configs cpu,openkbp,openkbp_cpu (lever study; model and predictions go to runs/openkbp/model-<stems>)",
     )
     args = p.parse_args(argv)
     minutes = {} if args.minutes is None else {"minutes": args.minutes}

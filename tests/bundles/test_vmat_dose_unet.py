@@ -237,6 +237,22 @@ def test_patch_centres_in_body_reaches_the_data_module(bundle):
         assert parser.get_parsed_content("datamodule").centres_in_body is expected, configs
 
 
+def test_the_cpu_openkbp_configs_train_48_cubed_patches_centred_in_the_body():
+    """``cpu,openkbp,openkbp_cpu`` (the OpenKBP job's default since 0.10.0) trains and predicts with 48³
+    patches whose off-target centres lie in the body; the OpenKBP configs without the CPU override (the GPU
+    configuration) keep the base 128³ patches centred anywhere."""
+    from monai.bundle import ConfigParser
+
+    from vmat_monai.engine.bundle import config_files, inference_parser
+
+    for configs, patch, in_body in (("cpu,openkbp,openkbp_cpu", (48, 48, 48), True), ("openkbp", (128,) * 3, False)):
+        parser = ConfigParser()
+        parser.read_config(config_files("train", configs))
+        datamodule = parser.get_parsed_content("datamodule")
+        assert (datamodule.patch_size, datamodule.centres_in_body) == (patch, in_body), configs
+        assert tuple(inference_parser(configs).get_parsed_content("predictor#roi_size")) == patch, configs
+
+
 @pytest.fixture(scope="module")
 def trained(bundle_data, tmp_path_factory):
     """One epoch trained the model-zoo way: from the bundle's own folder, with relative config paths."""

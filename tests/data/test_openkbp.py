@@ -202,7 +202,7 @@ def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_pa
         pass
 
     def fake_train(datalist, out_dir, minutes, configs, extra=(), bundle="vmat_dose_unet"):
-        seen.update(out_dir=out_dir, extra=list(extra), minutes=minutes, bundle=bundle)
+        seen.update(out_dir=out_dir, extra=list(extra), minutes=minutes, bundle=bundle, configs=configs)
         raise Stop
 
     monkeypatch.setattr(bt, "train_bounded", fake_train)
@@ -211,10 +211,13 @@ def test_openkbp_job_shares_a_disk_cache_and_names_its_runs(openkbp_root, tmp_pa
         run_openkbp(opts, report=lambda line: None)
     assert seen["out_dir"] == tmp_path / "w" / "model-arc20s1" and seen["minutes"] == 2
     assert seen["extra"] == ["--seed", "1", "--cache", "memory+disk", "--cache_dir", str(tmp_path / "c")]
-    assert seen["bundle"] == "vmat_dose_unet"
-    with pytest.raises(Stop):  # the diffusion bundle trains through the same job
+    assert seen["bundle"] == "vmat_dose_unet" and seen["configs"] == "cpu,openkbp,openkbp_cpu"
+    with pytest.raises(Stop):  # the diffusion bundle trains through the same job, without the U-Net's CPU choices
         run_openkbp(replace(opts, bundle="vmat_dose_diffusion"), report=lambda line: None)
-    assert seen["bundle"] == "vmat_dose_diffusion"
+    assert seen["bundle"] == "vmat_dose_diffusion" and seen["configs"] == "cpu,openkbp"
+    with pytest.raises(Stop):  # configs given replace the default; levers stack on them
+        run_openkbp(replace(opts, configs="cpu,openkbp", lever="two_patches"), report=lambda line: None)
+    assert seen["configs"] == "cpu,openkbp,two_patches"
     with pytest.raises(ValueError, match="vmat_dose_unet, vmat_dose_diffusion"):
         run_openkbp(replace(opts, bundle="unet"), report=lambda line: None)
 

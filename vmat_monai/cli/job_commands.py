@@ -39,7 +39,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--data", required=True, help="the challenge's provided-data folder (train-pats/, validation-pats/)")
     o.add_argument("--workdir", default="runs/openkbp", help="where everything is written (default runs/openkbp)")
     o.add_argument("--minutes", type=float, default=30.0, help="training budget, minutes (default 30)")
-    o.add_argument("--config", default="cpu,openkbp", help="bundle configs (default cpu,openkbp)")
+    o.add_argument(
+        "--config",
+        default="",
+        help="bundle configs (default: cpu,openkbp,openkbp_cpu for vmat_dose_unet, cpu,openkbp for the diffusion one)",
+    )
     o.add_argument("--lever", default=None, help="more configs on top (model and predictions get their own folders)")
     o.add_argument("--workers", type=int, default=2)
     o.add_argument("--name", default="", help="suffix of the model-/predictions- folders (default: the levers' names)")

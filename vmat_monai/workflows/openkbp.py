@@ -31,7 +31,10 @@ __all__ = [
     "run_openkbp",
 ]
 
-OPENKBP_CONFIGS = "cpu,openkbp"
+# the job's default configs per model family: the CPU network, the OpenKBP data (structure set, grid, beam
+# prior) and, for the U-Net, the CPU-only OpenKBP training choices (48³ patches centred in the body; the
+# GPU configuration keeps the base 128³ patches)
+OPENKBP_CONFIGS = {"vmat_dose_unet": "cpu,openkbp,openkbp_cpu", "vmat_dose_diffusion": "cpu,openkbp"}
 SCORES_FILE = "scores.json"  # in the predictions folder: what the job scored, with what
 
 
@@ -43,7 +46,8 @@ class OpenKBPOptions:
         data_root: the challenge's provided-data folder (``train-pats/``, ``validation-pats/``).
         workdir: where conversion, model and predictions go (finished stages are reused).
         minutes: training budget, minutes.
-        configs: bundle configs stacked on the bundle's base configs.
+        configs: bundle configs stacked on the bundle's base configs; empty: the family's default
+            (``OPENKBP_CONFIGS[bundle]``).
         lever: more configs on top of ``configs`` (names or JSON files, comma-separated); the
             model and predictions then go to ``model-<stems>`` / ``predictions-<stems>``.
         workers: conversion processes.
@@ -58,7 +62,7 @@ class OpenKBPOptions:
     data_root: Path
     workdir: Path = Path("runs/openkbp")
     minutes: float = 30.0
-    configs: str = OPENKBP_CONFIGS
+    configs: str = ""
     lever: str = ""
     workers: int = 2
     name: str = ""
@@ -181,7 +185,7 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     convert_s = time.perf_counter() - t0
     datalist = work / "data" / "datalist.json"
     levers = config_entries(opts.lever)
-    configs = ",".join([*config_entries(opts.configs), *levers])
+    configs = ",".join([*config_entries(opts.configs or OPENKBP_CONFIGS[opts.bundle]), *levers])
     stem = opts.name or "+".join(Path(v).stem for v in levers)
     tag = f"-{stem}" if stem else ""
     extra = ["--seed", str(opts.seed)]

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from vmat_monai.cli.common import UserError
+from vmat_monai.workflows.demo import DEMO_CONFIGS
+from vmat_monai.workflows.openkbp import OPENKBP_CONFIGS
 from vmat_monai.workflows.text import tqdm_progress
-
-DEMO_CONFIGS = "cpu,residual"  # the demo's bundle configs (vmat_monai.workflows.demo.DEMO_CONFIGS)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     o.add_argument(
         "--config",
         default="",
-        help="bundle configs (default: cpu,openkbp,openkbp_cpu for vmat_dose_unet, cpu,openkbp for the diffusion one)",
+        help="bundle configs (default, by --bundle: "
+        + ", ".join(f"{configs} for {bundle}" for bundle, configs in OPENKBP_CONFIGS.items())
+        + ")",
     )
     o.add_argument("--lever", default=None, help="more configs on top (model and predictions get their own folders)")
     o.add_argument("--workers", type=int, default=2)

@@ -239,18 +239,24 @@ def test_patch_centres_in_body_reaches_the_data_module(bundle):
 
 def test_the_cpu_openkbp_configs_train_48_cubed_patches_centred_in_the_body():
     """``cpu,openkbp,openkbp_cpu`` (the OpenKBP job's default since 0.10.0) trains and predicts with 48³
-    patches whose off-target centres lie in the body; the OpenKBP configs without the CPU override (the GPU
-    configuration) keep the base 128³ patches centred anywhere."""
+    patches whose off-target centres lie in the body, and (since 0.11.0) predicts with windows overlapping
+    by half while validation during training keeps a quarter (its cost counts against the budget); the
+    OpenKBP configs without the CPU override (the GPU configuration) keep the base 128³ patches centred
+    anywhere and a quarter's overlap everywhere."""
     from monai.bundle import ConfigParser
 
     from vmat_monai.engine.bundle import config_files, inference_parser
 
-    for configs, patch, in_body in (("cpu,openkbp,openkbp_cpu", (48, 48, 48), True), ("openkbp", (128,) * 3, False)):
+    cases = (("cpu,openkbp,openkbp_cpu", (48, 48, 48), True, 0.5), ("openkbp", (128,) * 3, False, 0.25))
+    for configs, patch, in_body, overlap in cases:
         parser = ConfigParser()
         parser.read_config(config_files("train", configs))
         datamodule = parser.get_parsed_content("datamodule")
         assert (datamodule.patch_size, datamodule.centres_in_body) == (patch, in_body), configs
-        assert tuple(inference_parser(configs).get_parsed_content("predictor#roi_size")) == patch, configs
+        assert parser.get_parsed_content("module").inferer.overlap == 0.25, configs  # validation
+        inference = inference_parser(configs)
+        assert tuple(inference.get_parsed_content("predictor#roi_size")) == patch, configs
+        assert inference.get_parsed_content("predictor#overlap") == overlap, configs
 
 
 @pytest.fixture(scope="module")

@@ -90,3 +90,74 @@ def test_channels_last_gives_the_same_loss_gradients_and_weights():
             fast.predict_volume(x, b["constraints"][:1]),
             atol=1e-5,
         )
+
+
+def _conv_grads(conv: torch.nn.Conv3d, x: torch.Tensor, g: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, ...]:
+    conv.zero_grad()
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        y = conv(x)
+    y.backward(g.to(y.dtype))
+    return y.detach().double(), x.grad.double(), conv.weight.grad.double()
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4), (2, 2, 2), (4, 2, 4)])
+def test_a_conv3d_with_a_two_voxel_side_computes_bf16_training_in_float32(shape):
+    """The inputs whose bf16 weight gradient a CPU kernel gets wrong (NaN, or far off, on AVX512-BF16
+    processors with a 2-voxel-deep input) give, through the guard, the float32 output and gradients."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(16, 16, 3, padding=1)
+    reference = copy.deepcopy(conv).double()
+    nf.guard_small_bf16_conv3d(conv)
+    assert type(conv) is nf.SmallInputFloat32Conv3d
+    x, g = torch.randn(2, 16, *shape), torch.randn(2, 16, *shape)
+    got = _conv_grads(conv, x, g, bf16=True)
+    reference.zero_grad()
+    xr = x.double().requires_grad_()
+    yr = reference(xr)
+    yr.backward(g.double())
+    for a, b in zip(got, (yr.detach(), xr.grad, reference.weight.grad), strict=True):
+        assert torch.isfinite(a).all()
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_guard_leaves_larger_inputs_and_float32_to_the_plain_convolution():
+    """Above two voxels a side the convolution runs in bf16 under autocast (the output is bf16), in
+    float32 without autocast; the guard keeps the parameters and the state dict's keys."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(4, 8, 3, padding=1), torch.nn.ConvTranspose3d(8, 4, 2, stride=2))
+    params, keys = [id(p) for p in net.parameters()], list(net.state_dict())
+    nf.guard_small_bf16_conv3d(net)
+    assert [id(p) for p in net.parameters()] == params and list(net.state_dict()) == keys
+    assert type(net[1]) is torch.nn.ConvTranspose3d
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net[0](torch.randn(1, 4, 3, 8, 8)).dtype == torch.bfloat16
+        assert net[0](torch.randn(1, 4, 2, 8, 8)).dtype == torch.float32
+    assert net[0](torch.randn(1, 4, 2, 8, 8)).dtype == torch.float32
+    bf16 = copy.deepcopy(net).to(torch.bfloat16)  # a bf16-true network gets bf16 back, computed in float32
+    assert bf16[0](torch.randn(1, 4, 2, 8, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_a_bf16_training_step_on_32_cubed_patches_has_finite_float32_like_gradients():
+    """The CPU network's deepest level is 2³ on a 32³ patch: under bf16 autocast every gradient of a
+    training step is finite and points where the float32 gradient points (the modules of both families
+    carry the guard)."""
+    from vmat_monai.networks import cpu_conditioned_unet
+
+    torch.manual_seed(0)
+    net = cpu_conditioned_unet(in_channels=9, out_activation=None)
+    module = DosePredictionModule(net, DoseMAELoss(), roi_size=(32, 32, 32), channels_last=True)
+    assert not any(type(m) is torch.nn.Conv3d for m in module.network.modules())
+    b = _batch(n=2, size=32)
+    grads = {}
+    for bf16 in (False, True):
+        module.network.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = module.training_step(b, 0)
+        loss.backward()
+        grads[bf16] = {k: p.grad.clone() for k, p in module.network.named_parameters() if p.grad is not None}
+    for k, g in grads[True].items():
+        assert torch.isfinite(g).all(), k
+        ref = grads[False][k]
+        if ref.norm() > 1e-6:
+            assert torch.nn.functional.cosine_similarity(g.flatten(), ref.flatten(), dim=0) > 0.9, k

@@ -14,7 +14,7 @@ from monai.inferers import SlidingWindowInferer
 from pytorch_lightning.callbacks import Timer
 from torch import nn
 
-from vmat_monai.engine.numeric_formats import to_channels_last
+from vmat_monai.engine.numeric_formats import guard_small_bf16_conv3d, to_channels_last
 from vmat_monai.networks.conditioning import forward_conditioned, takes_constraints
 
 __all__ = ["DosePredictionModule", "dose_metrics", "time_cosine"]
@@ -86,6 +86,7 @@ class DosePredictionModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network", "loss", "scheduler", "sampler"])  # objects: not in checkpoints
+        guard_small_bf16_conv3d(network)  # a wrong CPU bf16 kernel: see vmat_monai.engine.numeric_formats
         self.network = to_channels_last(network) if channels_last else network
         self.channels_last = bool(channels_last)
         self.loss = loss

@@ -401,6 +401,11 @@ def test_train_resume_and_predict_through_the_bundle(trained, bundle_data, tiny_
     unnamed = [b for b in base if b not in ("--config", str(tmp_path / "tiny.json"))]
     assert cli([*unnamed, "--out", str(tmp_path / "own")]) == 0
     assert f"--config {tmp_path / 'tiny.json'}" in capsys.readouterr().out
+    # the same command again reuses the finished case; --overwrite predicts it again
+    assert cli([*unnamed, "--out", str(tmp_path / "own")]) == 0
+    assert "reusing 1 of 1 cases" in capsys.readouterr().out
+    assert cli([*unnamed, "--out", str(tmp_path / "own"), "--overwrite"]) == 0
+    assert "reusing" not in capsys.readouterr().out
     assert cli([*base, "--out", str(tmp_path / "tight"), "--constraint", "rectum_V70=0.01"]) == 0
     cid = test_case["case_id"]
     rec = json.loads((tmp_path / "tight" / cid / "prediction.json").read_text())

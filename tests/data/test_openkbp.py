@@ -239,6 +239,8 @@ def test_the_job_scores_its_predictions_and_records_them(openkbp_root, tmp_path,
     class Planned:
         """Predicts each patient's planned dose."""
 
+        reused = 0
+
         def predict_items(self, items, out):
             for it in items:
                 (out / it["case_id"]).mkdir(parents=True)

@@ -37,6 +37,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="what-if goal in natural units, e.g. rectum_V70=0.10 (repeatable; keys in docs/CONSTRAINTS.md)",
     )
     r.add_argument("--rtdose", action="store_true", help="also write RD.pred.dcm (DICOM RTDOSE) per case")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="predict every case again (default: reuse the cases whose prediction.json records the same "
+        "checkpoints, settings, goals and inputs)",
+    )
     r.add_argument("--dicom", default=None, help="DICOM-RT folder the cases came from (RTDOSE references it)")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument(
@@ -141,7 +147,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"FAILED {case}: {message}", file=sys.stderr, flush=True)
 
     try:
-        written = predictor.predict(args.source, args.out, args.split, on_error=report_failure)
+        written = predictor.predict(
+            args.source, args.out, args.split, on_error=report_failure, resume=not args.overwrite
+        )
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise UserError(str(exc).strip('"')) from None
     if overrides:

@@ -1,8 +1,10 @@
 """Full-volume prediction: checkpoint -> dose in Gy on the original CT grid.
 
 Outputs per case (``output_dir/<case_id>/``, each file atomic): ``dose_pred.nii.gz`` (Gy, CT grid),
-``prediction.json`` (checkpoints, constraint vector used, overrides, flip TTA), optionally
-``RD.pred.dcm`` (DICOM RTDOSE) and ``output_dir/submission/<case_id>.csv`` (OpenKBP format).
+optionally ``RD.pred.dcm`` (DICOM RTDOSE) and ``output_dir/submission/<case_id>.csv`` (OpenKBP
+format), and last ``prediction.json`` (checkpoints, constraint vector used, overrides, flip TTA and
+the request's fingerprint): a case folder without it is incomplete. A re-run skips the cases already
+predicted by the same request (:mod:`vmat_monai.engine.prediction_record`) unless ``resume=False``.
 
 Ensembles: given several checkpoints of one configuration, the predicted dose is the members'
 mean and ``dose_std.nii.gz`` their per-voxel standard deviation (Gy, ``ddof=1``; with flip TTA,
@@ -40,6 +42,7 @@ from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
+from vmat_monai.engine.prediction_record import RECORD_NAME, file_stamp, is_complete, request_fingerprint
 from vmat_monai.errors import SourceInputError
 from vmat_monai.progress_lines import ProgressLines, is_terminal
 from vmat_monai.transforms import inference_transforms
@@ -144,6 +147,58 @@ class DosePredictor:
         self.constraint_overrides = self._checked(constraint_overrides)
         self.flip_tta = bool(flip_tta)
         self.transform = inference_transforms(pixdim=pixdim, **inputs.preset_kwargs())
+        self.settings = self._settings(roi_size, overlap, pixdim)
+        self.reused = 0  # cases the last predict_items call found already predicted by the same request
+
+    def _settings(self, roi_size: Sequence[int], overlap: float, pixdim: Sequence[float]) -> dict[str, Any]:
+        """What, besides the call's goals and TTA and the case, determines the outputs (JSON-able)."""
+        from vmat_monai import __version__
+
+        sampler = None
+        if self.sampler is not None:
+            s = self.sampler
+            scheduler = [type(s.scheduler).__name__, s.num_train_timesteps, getattr(s.scheduler, "prediction_type", "")]
+            sampler = [s.samples, s.steps, s.eta, s.seed, s.scale.dose_range, scheduler]
+        return {
+            "version": __version__,
+            "checkpoints": [file_stamp(p) for p in self.ckpt_paths],
+            "roi_size": [int(v) for v in roi_size],
+            "overlap": float(overlap),
+            "pixdim": [float(v) for v in pixdim],
+            "inputs": repr(self.inputs),
+            "sampler": sampler,
+            "save_samples": self.save_samples,
+            "rtdose": self.rtdose,
+            "dicom_source": None if self.dicom_source is None else str(self.dicom_source),
+            "openkbp_submission": self.openkbp_submission,
+        }
+
+    def request_sha256(
+        self,
+        item: Mapping[str, Any],
+        constraint_overrides: Mapping[str, float] | None = None,
+        flip_tta: bool | None = None,
+    ) -> str:
+        """Fingerprint of predicting ``item`` with these overrides and TTA (see prediction_record)."""
+        overrides = self.constraint_overrides if constraint_overrides is None else dict(constraint_overrides)
+        flip = self.flip_tta if flip_tta is None else bool(flip_tta)
+        return request_fingerprint({**self.settings, "overrides": overrides, "flip_tta": flip}, item)
+
+    def case_dir(self, item: Mapping[str, Any], output_dir: str | Path) -> Path:
+        """``output_dir/<case_id>``: where ``item``'s outputs go."""
+        return Path(output_dir) / str(item.get("case_id", Path(item["image"]).parent.name))
+
+    def expected_outputs(self, item: Mapping[str, Any], output_dir: str | Path) -> list[Path]:
+        """The files a finished prediction of ``item`` has (besides its record)."""
+        case_dir = self.case_dir(item, output_dir)
+        paths = [case_dir / PRED_NAME]
+        if self.save_samples:
+            paths.append(case_dir / SAMPLES_NAME)
+        if self.openkbp_submission:
+            paths.append(Path(output_dir) / "submission" / f"{case_dir.name}.csv")
+        if self.rtdose or item.get("dicom_source", self.dicom_source) is not None:
+            paths.append(case_dir / RTDOSE_NAME)
+        return paths
 
     def _checked(self, overrides: Mapping[str, float] | None) -> dict[str, float]:
         """``overrides`` as a dict; unknown keys fail here, before any prediction."""
@@ -240,12 +295,21 @@ class DosePredictor:
         std: np.ndarray | None = None,
         samples: np.ndarray | None = None,
     ) -> Path:
-        """Every output of one predicted case (see the module docstring); returns the NIfTI's path."""
+        """Every output of one predicted case (see the module docstring); returns the NIfTI's path.
+
+        The case's record goes first (the folder is incomplete until its new record is written, last),
+        and so do the outputs of an earlier request that this one does not write (an ensemble's
+        ``dose_std.nii.gz`` must not outlive it)."""
         out = Path(output_dir)
         overrides = self.constraint_overrides if constraint_overrides is None else dict(constraint_overrides)
-        case_dir = out / str(item.get("case_id", Path(item["image"]).parent.name))
+        case_dir = self.case_dir(item, out)
+        (case_dir / RECORD_NAME).unlink(missing_ok=True)
+        expected = self.expected_outputs(item, out)
+        for name, extra in ((STD_NAME, std), (SAMPLES_NAME, samples), (RTDOSE_NAME, None)):
+            if extra is None and case_dir / name not in expected:
+                (case_dir / name).unlink(missing_ok=True)
         for name, extra in ((STD_NAME, std), (SAMPLES_NAME, samples)):
-            if extra is not None:  # written first: a case whose dose_pred exists is complete
+            if extra is not None:
                 with atomic_file(case_dir / name) as tmp:
                     nib.save(nib.Nifti1Image(extra, affine), str(tmp))
         with atomic_file(case_dir / PRED_NAME) as tmp:
@@ -258,6 +322,7 @@ class DosePredictor:
             "constraint_overrides": overrides,
             "prescription_gy": float(item["prescription_gy"]),
             "flip_tta": self.flip_tta if flip_tta is None else bool(flip_tta),
+            "request_sha256": self.request_sha256(item, overrides, flip_tta),
         }
         if self.sampler is not None:
             record["diffusion"] = {
@@ -268,7 +333,6 @@ class DosePredictor:
                 "dose_range": self.sampler.scale.dose_range,
                 "target": diffusion_target(self.module.network, self.sampler.scale).name,
             }
-        write_text_atomic(case_dir / "prediction.json", json.dumps(record, indent=2))
         if self.openkbp_submission:
             from vmat_monai.data.openkbp import write_sparse_dose
 
@@ -287,6 +351,7 @@ class DosePredictor:
                 source_dicom=source,
                 case_json=case_json if case_json.is_file() else None,
             )
+        write_text_atomic(case_dir / RECORD_NAME, json.dumps(record, indent=2))  # last: the case is complete
         return case_dir / PRED_NAME
 
     def predict_items(
@@ -296,38 +361,66 @@ class DosePredictor:
         constraint_overrides: Mapping[str, float] | None = None,
         flip_tta: bool | None = None,
         on_error: CaseError | None = None,
+        resume: bool = True,
     ) -> list[Path]:
-        """Predict each item and write its outputs under ``output_dir/<case_id>/``.
+        """Predict each item and write its outputs under ``output_dir/<case_id>/``; returns the dose
+        NIfTIs of the cases predicted or reused.
 
         Args:
             on_error: called with (case id, message) for a case that cannot be predicted (unreadable
                 or inconsistent input, NaNs); the other cases go on. None: the error is raised.
+            resume: reuse the cases already predicted by the same request (same checkpoints,
+                settings, goals, TTA and inputs; :attr:`reused` counts them); False predicts all.
         """
-        written = []
-        lines = None if is_terminal() else ProgressLines("predict", len(items))
-        for i, item in enumerate(tqdm(items, desc="predict", unit="case", disable=lines is not None)):
+        done: dict[int, Path] = {}  # item index -> its dose NIfTI, in the items' order at the end
+        for i, item in enumerate(items):
+            try:
+                if resume and is_complete(
+                    self.case_dir(item, output_dir),
+                    self.request_sha256(item, constraint_overrides, flip_tta),
+                    self.expected_outputs(item, output_dir),
+                ):
+                    done[i] = self.case_dir(item, output_dir) / PRED_NAME
+            except (OSError, KeyError, TypeError):  # an unreadable item: predicting it reports why
+                pass
+        self.reused = len(done)
+        if done:
+            print(
+                f"predict: reusing {len(done)} of {len(items)} cases in {output_dir} predicted by the same "
+                "checkpoints, settings and inputs (--overwrite, bundle: resume false, predicts them again)",
+                flush=True,
+            )
+        todo = [i for i in range(len(items)) if i not in done]
+        lines = None if is_terminal() else ProgressLines("predict", len(todo))
+        for n, i in enumerate(tqdm(todo, desc="predict", unit="case", disable=lines is not None)):
+            item = items[i]
             if lines is not None:
-                lines.update(i, str(item.get("case_id", "")))
+                lines.update(n, str(item.get("case_id", "")))
             try:
                 dose, std, samples, affine = self.predict_case(item, constraint_overrides, flip_tta)
-                written.append(
-                    self.write_outputs(item, dose, affine, output_dir, constraint_overrides, flip_tta, std, samples)
+                done[i] = self.write_outputs(
+                    item, dose, affine, output_dir, constraint_overrides, flip_tta, std, samples
                 )
             except (SourceInputError, OSError, ValueError, KeyError, RuntimeError) as exc:
                 if on_error is None:
                     raise
                 on_error(str(item.get("case_id", item.get("image", "?"))), f"{type(exc).__name__}: {exc}")
         if lines is not None:
-            lines.update(len(items))
-        return written
+            lines.update(len(todo))
+        return [done[i] for i in sorted(done)]
 
     def predict(
-        self, source: str | Path, output_dir: str | Path, split: str = "test", on_error: CaseError | None = None
+        self,
+        source: str | Path,
+        output_dir: str | Path,
+        split: str = "test",
+        on_error: CaseError | None = None,
+        resume: bool = True,
     ) -> list[Path]:
         """Predict a datalist split, one case folder, a folder of case folders (links followed), or a
         DICOM-RT folder (converted first into ``output_dir/converted``, dose optional; exports that
         fail to convert go to ``on_error``, or to a warning, named by their folder relative to
-        ``source``).
+        ``source``). ``resume``: see :meth:`predict_items`.
 
         Raises:
             FileNotFoundError: ``source`` is none of these, or holds nothing to predict (the message
@@ -349,7 +442,7 @@ class DosePredictor:
                 f"{src}: not a datalist (.json), a case folder (with {CASE_JSON}), a folder of case folders or a "
                 "DICOM-RT folder"
             )
-        return self.predict_items(items, output_dir, on_error=on_error)
+        return self.predict_items(items, output_dir, on_error=on_error, resume=resume)
 
     def _convert_dicom(self, src: Path, data_dir: Path, on_error: CaseError | None) -> list[dict[str, Any]]:
         from vmat_monai.data.convert import ConvertOptions

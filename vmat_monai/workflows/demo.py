@@ -92,22 +92,13 @@ class DemoResult:
 def predict_held_out(
     predictor: Any, datalist: Path, out_dir: Path, splits: Sequence[str] = ("validation", "test"), fresh: bool = False
 ) -> list[Path]:
-    """Predict the cases of ``splits`` (never trained on); keeps predictions newer than the checkpoint."""
+    """Predict the cases of ``splits`` (never trained on); keeps the cases already predicted by the
+    same checkpoint, settings and inputs unless ``fresh``."""
     from vmat_monai.data.datasets import load_datalist
     from vmat_monai.engine.predict import PRED_NAME
 
     items = [it for s in splits for it in load_datalist(datalist, s)]
-    ckpt_time = Path(predictor.ckpt_path).stat().st_mtime
-    todo = [
-        it
-        for it in items
-        if fresh
-        or not (out_dir / it["case_id"] / PRED_NAME).is_file()
-        or (out_dir / it["case_id"] / PRED_NAME).stat().st_mtime < ckpt_time
-    ]
-    if len(todo) < len(items):
-        print(f"predict: reusing {len(items) - len(todo)} predictions newer than the checkpoint", flush=True)
-    predictor.predict_items(todo, out_dir)
+    predictor.predict_items(items, out_dir, resume=not fresh)
     return [out_dir / it["case_id"] / PRED_NAME for it in items]
 
 

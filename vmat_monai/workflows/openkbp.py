@@ -5,7 +5,8 @@ Data: a folder holding ``train-pats/`` and ``validation-pats/`` (the challenge's
 folder layout: ``data/`` (case folders, datalist), ``model[-<name>]/`` (training), and
 ``predictions[-<name>]/`` (NIfTI per patient, ``submission/pt_N.csv`` and ``scores.json``: the
 scores with the run's budget, seed, bundle and configs); ``<name>`` is ``--name``, or the levers'
-file stems. With ``cache_dir`` the preprocessed training and validation volumes are kept
+file stems. A re-run resumes: training from its last checkpoint, prediction with the patients
+not yet predicted by that checkpoint. With ``cache_dir`` the preprocessed training and validation volumes are kept
 on disk there, so further runs on the same data (another budget, seed or lever that leaves the
 preprocessing alone) skip the ≈20 minutes of preprocessing of the 169 patients.
 """
@@ -160,6 +161,14 @@ def openkbp_scores(pred_dir: Path, items: list[dict[str, Any]]) -> OpenKBPScores
     )
 
 
+def _recorded_predict_seconds(pred_dir: Path) -> float:
+    """The prediction time per patient that ``pred_dir``'s scores record (0 when none is readable)."""
+    try:
+        return float(json.loads((pred_dir / SCORES_FILE).read_text())["predict_seconds_per_patient"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     """Run the job (see the module docstring); returns the challenge's scores on the validation patients.
 
@@ -198,8 +207,9 @@ def run_openkbp(opts: OpenKBPOptions, report: Report = print) -> OpenKBPResult:
     items = load_datalist(datalist, "test")
     pred_dir = work / f"predictions{tag}"
     t0 = time.perf_counter()
-    predictor.predict_items(items, pred_dir)
-    predict_s = (time.perf_counter() - t0) / max(len(items), 1)
+    predictor.predict_items(items, pred_dir)  # a re-run reuses the patients predicted by this checkpoint
+    predicted = len(items) - predictor.reused
+    predict_s = (time.perf_counter() - t0) / predicted if predicted else _recorded_predict_seconds(pred_dir)
     scored = openkbp_scores(pred_dir, items)
     record = json.loads((model_dir / "training.json").read_text())
     result = OpenKBPResult(

@@ -391,8 +391,8 @@ class DosePredictor:
                 flush=True,
             )
         todo = [i for i in range(len(items)) if i not in done]
-        lines = None if is_terminal() else ProgressLines("predict", len(todo))
-        for n, i in enumerate(tqdm(todo, desc="predict", unit="case", disable=lines is not None)):
+        lines = None if is_terminal() or not todo else ProgressLines("predict", len(todo))
+        for n, i in enumerate(tqdm(todo, desc="predict", unit="case", disable=lines is not None or not todo)):
             item = items[i]
             if lines is not None:
                 lines.update(n, str(item.get("case_id", "")))

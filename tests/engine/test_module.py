@@ -4,6 +4,7 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
+from tests.engine.stub_networks import Offset
 from vmat_monai.engine import DosePredictionModule, dose_metrics
 from vmat_monai.losses import DoseMAELoss
 from vmat_monai.networks import ConditionedUNet
@@ -187,17 +188,6 @@ def test_flip_tta_mirrors_paired_channels_and_goals_and_mirrors_back(tmp_path):
     torch.testing.assert_close(both, expected)
 
 
-class _Offset(torch.nn.Module):
-    """Stub network: a constant relative dose, its one parameter."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.level = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x[:, :1]) + self.level
-
-
 def test_ensemble_of_checkpoints_gives_mean_and_spread(tmp_path):
     """Known answer: members predicting 0.5, 0.7 and 1.2 give the mean 0.8 and sd (ddof 1) 0.3606."""
     from vmat_monai.engine.checkpoint_weights import checkpoint_list
@@ -209,7 +199,7 @@ def test_ensemble_of_checkpoints_gives_mean_and_spread(tmp_path):
         torch.save({"state_dict": {"network.level": torch.tensor(level)}}, tmp_path / f"m{i}.ckpt")
         paths.append(tmp_path / f"m{i}.ckpt")
     kw = dict(inputs=model_inputs("openkbp_hn", prior_channels=0), roi_size=(8, 6, 4), device="cpu")
-    ens = DosePredictor(_Offset(), ",".join(str(p) for p in paths), **kw)
+    ens = DosePredictor(Offset(), ",".join(str(p) for p in paths), **kw)
     assert ens.ckpt_paths == paths and len(ens.members) == 3
     x, c = torch.randn(1, 11, 8, 6, 4), torch.rand(1, 10)
     members = ens.predict_members(x, c)

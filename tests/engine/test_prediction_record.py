@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.engine.stub_networks import Offset
 from vmat_monai.data.case_folder import CASE_JSON, case_item
 from vmat_monai.engine.inputs import model_inputs
 from vmat_monai.engine.predict import PRED_NAME, STD_NAME, DosePredictor
 from vmat_monai.engine.prediction_record import RECORD_NAME, request_fingerprint
-
-
-class _Offset(torch.nn.Module):
-    """Stub network: a constant relative dose, its one parameter."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.level = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x[:, :1]) + self.level
 
 
 def _ckpt(path, level):
@@ -32,7 +22,7 @@ def _ckpt(path, level):
 
 def _predictor(ckpt):
     inputs = model_inputs(prior_channels=0)
-    return DosePredictor(_Offset(), ckpt, inputs, roi_size=(16, 16, 16), pixdim=(6, 6, 6), device="cpu")
+    return DosePredictor(Offset(), ckpt, inputs, roi_size=(16, 16, 16), pixdim=(6, 6, 6), device="cpu")
 
 
 def _max_relative(case_dir, item):
@@ -90,7 +80,7 @@ def test_a_rerun_reuses_finished_cases_and_predicts_the_missing_and_stale_ones(c
     # an ensemble's dose_std does not outlive it when one model predicts into the same folder
     b = _ckpt(tmp_path / "b.ckpt", 0.9)
     ensemble = DosePredictor(
-        _Offset(), f"{a},{b}", model_inputs(prior_channels=0), roi_size=(16, 16, 16), pixdim=(6, 6, 6), device="cpu"
+        Offset(), f"{a},{b}", model_inputs(prior_channels=0), roi_size=(16, 16, 16), pixdim=(6, 6, 6), device="cpu"
     )
     ensemble.predict_items(items[:1], out)
     assert (dirs[0] / STD_NAME).is_file() and _max_relative(dirs[0], items[0]) == pytest.approx(0.8, abs=1e-3)

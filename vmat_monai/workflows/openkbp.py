@@ -6,9 +6,9 @@ folder layout: ``data/`` (case folders, datalist), ``model[-<name>]/`` (training
 ``predictions[-<name>]/`` (NIfTI per patient, ``submission/pt_N.csv`` and ``scores.json``: the
 scores with the run's budget, seed, bundle and configs); ``<name>`` is ``--name``, or the levers'
 file stems. A re-run resumes: training from its last checkpoint, prediction with the patients
-not yet predicted by that checkpoint. With ``cache_dir`` the preprocessed training and validation volumes are kept
-on disk there, so further runs on the same data (another budget, seed or lever that leaves the
-preprocessing alone) skip the ≈20 minutes of preprocessing of the 169 patients.
+not yet predicted by that checkpoint. With ``cache_dir`` the preprocessed training and validation
+volumes are kept on disk there, so further runs on the same data (another budget, seed or lever
+that leaves the preprocessing alone) skip the ≈20 minutes of preprocessing of the 169 patients.
 """
 
 from __future__ import annotations

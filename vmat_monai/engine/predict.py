@@ -42,7 +42,7 @@ from vmat_monai.engine.diffusion_module import DiffusionDoseModule
 from vmat_monai.engine.diffusion_sampling import DiffusionSampler
 from vmat_monai.engine.inputs import ModelInputs
 from vmat_monai.engine.module import DosePredictionModule
-from vmat_monai.engine.prediction_record import RECORD_NAME, file_stamp, is_complete, request_fingerprint
+from vmat_monai.engine.prediction_record import RECORD_NAME, is_complete, predictor_settings, request_fingerprint
 from vmat_monai.errors import SourceInputError
 from vmat_monai.progress_lines import ProgressLines, is_terminal
 from vmat_monai.transforms import inference_transforms
@@ -147,31 +147,8 @@ class DosePredictor:
         self.constraint_overrides = self._checked(constraint_overrides)
         self.flip_tta = bool(flip_tta)
         self.transform = inference_transforms(pixdim=pixdim, **inputs.preset_kwargs())
-        self.settings = self._settings(roi_size, overlap, pixdim)
+        self.settings = predictor_settings(self, roi_size, overlap, pixdim)
         self.reused = 0  # cases the last predict_items call found already predicted by the same request
-
-    def _settings(self, roi_size: Sequence[int], overlap: float, pixdim: Sequence[float]) -> dict[str, Any]:
-        """What, besides the call's goals and TTA and the case, determines the outputs (JSON-able)."""
-        from vmat_monai import __version__
-
-        sampler = None
-        if self.sampler is not None:
-            s = self.sampler
-            scheduler = [type(s.scheduler).__name__, s.num_train_timesteps, getattr(s.scheduler, "prediction_type", "")]
-            sampler = [s.samples, s.steps, s.eta, s.seed, s.scale.dose_range, scheduler]
-        return {
-            "version": __version__,
-            "checkpoints": [file_stamp(p) for p in self.ckpt_paths],
-            "roi_size": [int(v) for v in roi_size],
-            "overlap": float(overlap),
-            "pixdim": [float(v) for v in pixdim],
-            "inputs": repr(self.inputs),
-            "sampler": sampler,
-            "save_samples": self.save_samples,
-            "rtdose": self.rtdose,
-            "dicom_source": None if self.dicom_source is None else str(self.dicom_source),
-            "openkbp_submission": self.openkbp_submission,
-        }
 
     def request_sha256(
         self,
@@ -373,14 +350,12 @@ class DosePredictor:
                 settings, goals, TTA and inputs; :attr:`reused` counts them); False predicts all.
         """
         done: dict[int, Path] = {}  # item index -> its dose NIfTI, in the items' order at the end
-        for i, item in enumerate(items):
+        for i, item in enumerate(items if resume else ()):
             try:
-                if resume and is_complete(
-                    self.case_dir(item, output_dir),
-                    self.request_sha256(item, constraint_overrides, flip_tta),
-                    self.expected_outputs(item, output_dir),
-                ):
-                    done[i] = self.case_dir(item, output_dir) / PRED_NAME
+                case_dir = self.case_dir(item, output_dir)
+                request = self.request_sha256(item, constraint_overrides, flip_tta)
+                if is_complete(case_dir, request, self.expected_outputs(item, output_dir)):
+                    done[i] = case_dir / PRED_NAME
             except (OSError, KeyError, TypeError):  # an unreadable item: predicting it reports why
                 pass
         self.reused = len(done)

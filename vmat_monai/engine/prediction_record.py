@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORD_NAME", "file_stamp", "is_complete", "request_fingerprint"]
+__all__ = ["RECORD_NAME", "file_stamp", "is_complete", "predictor_settings", "request_fingerprint"]
 
 RECORD_NAME = "prediction.json"
 
@@ -34,6 +34,34 @@ def file_stamp(path: str | Path) -> list[Any]:
     p = Path(path).resolve()
     st = p.stat()
     return [str(p), st.st_size, st.st_mtime_ns]
+
+
+def predictor_settings(
+    predictor: Any, roi_size: Sequence[int], overlap: float, pixdim: Sequence[float]
+) -> dict[str, Any]:
+    """What of a :class:`~vmat_monai.engine.predict.DosePredictor` (built with this window size and
+    overlap, voxel size in mm) determines its outputs, besides the call's goals and TTA and the case
+    (JSON-able)."""
+    from vmat_monai import __version__
+
+    sampler = None
+    if predictor.sampler is not None:
+        s = predictor.sampler
+        scheduler = [type(s.scheduler).__name__, s.num_train_timesteps, getattr(s.scheduler, "prediction_type", "")]
+        sampler = [s.samples, s.steps, s.eta, s.seed, s.scale.dose_range, scheduler]
+    return {
+        "version": __version__,
+        "checkpoints": [file_stamp(p) for p in predictor.ckpt_paths],
+        "roi_size": [int(v) for v in roi_size],
+        "overlap": float(overlap),
+        "pixdim": [float(v) for v in pixdim],
+        "inputs": repr(predictor.inputs),
+        "sampler": sampler,
+        "save_samples": predictor.save_samples,
+        "rtdose": predictor.rtdose,
+        "dicom_source": None if predictor.dicom_source is None else str(predictor.dicom_source),
+        "openkbp_submission": predictor.openkbp_submission,
+    }
 
 
 def _named_files(value: Any) -> Iterable[str]:
